@@ -1,0 +1,5 @@
+"""`python -m crystal_runbook` is the same as the `crystal-runbook` console script."""
+
+from crystal_runbook.cli import main
+
+main()

@@ -1,0 +1,86 @@
+"""The `crystal-runbook` command line: a thin shell over `crystal_runbook.service`.
+
+Each command parses its arguments, calls one service function and maps errors to exit codes
+(design.md section 4). Global options work before or after the command name, as kubectl's
+flags do: `main()` moves them to the front before click parses the line.
+
+Nothing heavy is imported here: `--help` must stay fast and must not load kubernetes,
+fabric, slack_sdk or ansible_runner. Commands import what they need when they run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from crystal_runbook.cli import _common, _hoist, runbooks, runs, sandbox
+
+app = typer.Typer(
+    name="crystal-runbook",
+    help=(
+        "Emergency rollback and incident runbooks: every change verified, every run "
+        "resumable, every action idempotent.\n\n"
+        "Example: crystal-runbook rollback maia --env production"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env",
+            help="Environment (default: $CRYSTAL_ENV, else default_environment of the inventory).",
+        ),
+    ] = None,
+    inventory: Annotated[
+        Path, typer.Option("--inventory", help="Inventory directory.")
+    ] = Path("inventory"),
+    runbooks_dir: Annotated[
+        Path, typer.Option("--runbooks", help="Runbooks directory.")
+    ] = Path("runbooks"),
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output format: text or json.")
+    ] = "text",
+    state_dir: Annotated[
+        Path | None,
+        typer.Option("--state-dir", help="State directory (default: $CRYSTAL_STATE_DIR, else ./.crystal)."),
+    ] = None,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More detail (repeat for more).")
+    ] = 0,
+) -> None:
+    """Global options; they may also follow the command name."""
+    if output not in ("text", "json"):
+        raise _common.fail(f"--output must be text or json, not {output!r}", code=2)
+    ctx.obj = _common.GlobalOptions(
+        env=env or os.environ.get("CRYSTAL_ENV") or None,
+        inventory=inventory,
+        runbooks=runbooks_dir,
+        output=output,
+        state_dir=state_dir or Path(os.environ.get("CRYSTAL_STATE_DIR") or ".crystal"),
+        verbose=verbose,
+    )
+
+
+runbooks.register(app)
+runs.register(app)
+app.add_typer(sandbox.app, name="sandbox")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    args = _hoist.hoist_global_options(args)
+    app(args=args, prog_name="crystal-runbook")

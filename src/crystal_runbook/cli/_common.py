@@ -1,0 +1,71 @@
+"""What every command shares: the global options, and turning errors into exit codes.
+
+Kept free of heavy imports: `crystal-runbook --help` loads this module.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from crystal_runbook import errors
+
+
+@dataclass(frozen=True)
+class GlobalOptions:
+    """The options every command accepts, before or after the command name."""
+
+    env: str | None
+    inventory: Path
+    runbooks: Path
+    output: str
+    state_dir: Path
+    verbose: int
+
+    @property
+    def json(self) -> bool:
+        return self.output == "json"
+
+
+def options(ctx: typer.Context) -> GlobalOptions:
+    """The global options parsed by the root callback (commands call this first)."""
+    root = ctx.find_root()
+    obj = root.obj
+    if not isinstance(obj, GlobalOptions):  # a command invoked without the root callback
+        obj = GlobalOptions(
+            env=os.environ.get("CRYSTAL_ENV") or None,
+            inventory=Path("inventory"),
+            runbooks=Path("runbooks"),
+            output="text",
+            state_dir=Path(os.environ.get("CRYSTAL_STATE_DIR") or ".crystal"),
+            verbose=0,
+        )
+        root.obj = obj
+    return obj
+
+
+def fail(message: str, *, code: int, hint: str | None = None) -> typer.Exit:
+    """Print an error to stderr and return the Exit to raise."""
+    print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"  hint: {hint}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+@contextmanager
+def handle_errors() -> Iterator[None]:
+    """Map the project's exception tree to messages on stderr and exit codes."""
+    try:
+        yield
+    except errors.CrystalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise typer.Exit(130) from None
