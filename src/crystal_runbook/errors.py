@@ -97,17 +97,14 @@ class LockHeld(CrystalError):
 
     exit_code = 3
 
-    def __init__(
-        self, key: str, *, run_id: str, actor: str, host: str, started_at: str
-    ) -> None:
+    def __init__(self, key: str, *, run_id: str, actor: str, host: str, started_at: str) -> None:
         self.key = key
         self.holder_run_id = run_id
         self.holder_actor = actor
         self.holder_host = host
         self.holder_started_at = started_at
         super().__init__(
-            f"lock {key!r} is held by run {run_id} (actor {actor} on {host}, "
-            f"started {started_at})",
+            f"lock {key!r} is held by run {run_id} (actor {actor} on {host}, started {started_at})",
             hint=f"wait for it to finish, or inspect it with `crystal-runbook runs show {run_id}`",
         )
 

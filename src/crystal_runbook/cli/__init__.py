@@ -44,18 +44,20 @@ def root(
             help="Environment (default: $CRYSTAL_ENV, else default_environment of the inventory).",
         ),
     ] = None,
-    inventory: Annotated[
-        Path, typer.Option("--inventory", help="Inventory directory.")
-    ] = Path("inventory"),
-    runbooks_dir: Annotated[
-        Path, typer.Option("--runbooks", help="Runbooks directory.")
-    ] = Path("runbooks"),
+    inventory: Annotated[Path, typer.Option("--inventory", help="Inventory directory.")] = Path(
+        "inventory"
+    ),
+    runbooks_dir: Annotated[Path, typer.Option("--runbooks", help="Runbooks directory.")] = Path(
+        "runbooks"
+    ),
     output: Annotated[
         str, typer.Option("--output", "-o", help="Output format: text or json.")
     ] = "text",
     state_dir: Annotated[
         Path | None,
-        typer.Option("--state-dir", help="State directory (default: $CRYSTAL_STATE_DIR, else ./.crystal)."),
+        typer.Option(
+            "--state-dir", help="State directory (default: $CRYSTAL_STATE_DIR, else ./.crystal)."
+        ),
     ] = None,
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More detail (repeat for more).")

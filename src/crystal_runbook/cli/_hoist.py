@@ -10,15 +10,31 @@ after the command name is moved to the front. Values of the command's own option
 from __future__ import annotations
 
 # global options that take a value, and those that do not
-GLOBAL_WITH_VALUE = frozenset({"--env", "--inventory", "--runbooks", "--output", "-o", "--state-dir"})
+GLOBAL_WITH_VALUE = frozenset(
+    {"--env", "--inventory", "--runbooks", "--output", "-o", "--state-dir"}
+)
 GLOBAL_FLAGS = frozenset({"--verbose", "-v", "-vv", "-vvv"})
 
 # options of sub-commands that take a value: their value is never mistaken for a global option
 COMMAND_WITH_VALUE = frozenset(
     {
-        "-p", "--param", "--reason", "--to-revision", "--replicas", "--since", "--tail",
-        "--grep", "--limit", "--service", "--format", "--triggers", "--interval", "--port",
-        "--ready-delay", "--http-port", "--hpa",
+        "-p",
+        "--param",
+        "--reason",
+        "--to-revision",
+        "--replicas",
+        "--since",
+        "--tail",
+        "--grep",
+        "--limit",
+        "--service",
+        "--format",
+        "--triggers",
+        "--interval",
+        "--port",
+        "--ready-delay",
+        "--http-port",
+        "--hpa",
     }
 )
 
@@ -30,7 +46,7 @@ def hoist_global_options(args: list[str]) -> list[str]:
     i = 0
     while i < len(args):
         token = args[i]
-        if token == "--":
+        if token == "--":  # noqa: S105 - the end-of-options marker, not a password
             rest.extend(args[i:])
             break
         name = token.split("=", 1)[0]
@@ -38,9 +54,7 @@ def hoist_global_options(args: list[str]) -> list[str]:
             front.extend(args[i : i + 2])
             i += 2
             continue
-        if name in GLOBAL_WITH_VALUE and "=" in token:
-            front.append(token)
-        elif token in GLOBAL_FLAGS:
+        if (name in GLOBAL_WITH_VALUE and "=" in token) or token in GLOBAL_FLAGS:
             front.append(token)
         elif token in COMMAND_WITH_VALUE and i + 1 < len(args):
             rest.extend(args[i : i + 2])

@@ -1,9 +1,198 @@
-"""Commands for runbooks (being written)."""
+"""Commands that run runbooks: `run`, `plan`, `resume`, and the format's `validate`, `schema`."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from crystal_runbook.cli import _common, _output
+
+if TYPE_CHECKING:
+    from crystal_runbook.service import Workspace
+
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param", "-p", help="Runbook parameter as key=value (repeatable).", metavar="KEY=VALUE"
+    ),
+]
+
+
+def workspace(opts: _common.GlobalOptions, *, sink: object = None) -> Workspace:
+    """The service layer for these options (imported here, never at --help time)."""
+    from crystal_runbook import service
+
+    return service.Workspace(
+        state_dir=opts.state_dir,
+        inventory_dir=opts.inventory,
+        runbooks_dir=opts.runbooks,
+        env=opts.env,
+        confirm=_common.ask_yes,
+        interactive=_common.interactive(),
+    )
+
+
+def execute(
+    ctx: typer.Context,
+    runbook: str,
+    params: Mapping[str, object],
+    *,
+    dry_run: bool,
+    assume_yes: bool,
+) -> None:
+    """Plan or run ``runbook``: the shared body of `run`, `rollback`, `scale` and friends."""
+    opts = _common.options(ctx)
+    with _common.handle_errors():
+        ws = workspace(opts)
+        try:
+            if dry_run:
+                request, planned = ws.plan(runbook, params)
+                _output.show_plan(opts, request, planned)
+                return
+            request = ws.request(runbook, params, assume_yes=assume_yes)
+            title = (
+                f"{request.loaded.runbook.name}"
+                + (f" {request.service}" if request.service else "")
+                + f" in {request.env}"
+            )
+            with (
+                _common.sigterm_as_interrupt(),
+                _output.progress(opts, _output.step_list(request), title) as sink,
+            ):
+                ws.sink = sink
+                result = ws.executor().run(request)
+        finally:
+            ws.close()
+        _output.show_result(opts, result)
+        if result.exit_code:
+            raise typer.Exit(result.exit_code)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+
+    @app.command("run")
+    def run_cmd(
+        ctx: typer.Context,
+        runbook: Annotated[
+            str, typer.Argument(help="Runbook name (from --runbooks) or a .yaml path.")
+        ],
+        param: ParamOption = None,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Only plan: check every step, change nothing.")
+        ] = False,
+        yes: Annotated[
+            bool,
+            typer.Option("--yes", "-y", help="Confirm environments that need it, and approvals."),
+        ] = False,
+    ) -> None:
+        """Run any runbook by name or path.
+
+        Example: crystal-runbook run rollback -p service=maia --env staging
+        """
+        with _common.handle_errors():
+            from crystal_runbook.engine import params as params_mod
+
+            values = params_mod.parse_assignments(param or [])
+        execute(ctx, runbook, values, dry_run=dry_run, assume_yes=yes)
+
+    @app.command("plan")
+    def plan_cmd(
+        ctx: typer.Context,
+        runbook: Annotated[str, typer.Argument(help="Runbook name or .yaml path.")],
+        param: ParamOption = None,
+    ) -> None:
+        """Show every step's check and the change it would make; changes nothing.
+
+        Example: crystal-runbook plan rollback -p service=maia --env production
+        """
+        with _common.handle_errors():
+            from crystal_runbook.engine import params as params_mod
+
+            values = params_mod.parse_assignments(param or [])
+        execute(ctx, runbook, values, dry_run=True, assume_yes=False)
+
+    @app.command("resume")
+    def resume_cmd(
+        ctx: typer.Context,
+        run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix) from `runs`.")],
+        yes: Annotated[
+            bool, typer.Option("--yes", "-y", help="Answer approvals in advance.")
+        ] = False,
+    ) -> None:
+        """Continue an interrupted or failed run from the journal.
+
+        Finished steps are not run again; the interrupted step's check tells whether its
+        change already took effect.
+
+        Example: crystal-runbook resume 3fa2c1d09b7e
+        """
+        opts = _common.options(ctx)
+        with _common.handle_errors():
+            ws = workspace(opts)
+            try:
+                run = ws.show(run_id)
+                steps = [(s.id, s.uses) for s in run.steps if s.phase == "main"]
+                with (
+                    _common.sigterm_as_interrupt(),
+                    _output.progress(opts, steps, f"resume {run.runbook} {run.id}") as sink,
+                ):
+                    ws.sink = sink
+                    result = ws.resume(run.id, assume_yes=yes)
+            finally:
+                ws.close()
+            _output.show_result(opts, result)
+            if result.exit_code:
+                raise typer.Exit(result.exit_code)
+
+    @app.command("validate")
+    def validate_cmd(
+        ctx: typer.Context,
+        paths: Annotated[
+            list[Path] | None,
+            typer.Argument(help="Files or directories (default: runbooks and inventory)."),
+        ] = None,
+    ) -> None:
+        """Lint runbooks and inventory; exit 2 with file:line:column for each problem.
+
+        Example: crystal-runbook validate runbooks/
+        """
+        opts = _common.options(ctx)
+        with _common.handle_errors():
+            ws = workspace(opts)
+            count, problems = ws.validate(paths or [])
+            if opts.json:
+                _output.print_json(
+                    {
+                        "files": count,
+                        "problems": [
+                            {
+                                "path": p.path,
+                                "line": p.line,
+                                "column": p.column,
+                                "message": p.message,
+                            }
+                            for p in problems
+                        ],
+                    }
+                )
+            else:
+                for problem in problems:
+                    print(problem, file=sys.stderr)
+                print(f"{count} file(s) checked, {len(problems)} problem(s)")
+            if problems:
+                raise typer.Exit(2)
+
+    @app.command("schema")
+    def schema_cmd(ctx: typer.Context) -> None:
+        """Print the JSON Schema of the runbook format (for editors and CI).
+
+        Example: crystal-runbook schema > runbook.schema.json
+        """
+        opts = _common.options(ctx)
+        with _common.handle_errors():
+            _output.print_json(workspace(opts).schema())

@@ -1,0 +1,162 @@
+"""How commands show runs and plans: live progress, plain text or one JSON document.
+
+Messages and progress go to stderr; stdout carries the result (a summary line, or with
+`--output json` exactly one JSON document), so `crystal-runbook ... -o json | jq` works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from crystal_runbook.cli._common import GlobalOptions
+
+if TYPE_CHECKING:
+    from crystal_runbook.engine.events import Sink
+    from crystal_runbook.engine.executor import PlannedStep, Request, RunResult
+    from crystal_runbook.engine.journal import RunRecord
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def progress(opts: GlobalOptions, steps: list[tuple[str, str]], title: str) -> Iterator[Sink]:
+    """The sink for a run's events, chosen by the terminal and the options."""
+    from crystal_runbook.engine.events import fan_out
+    from crystal_runbook.notify import console, jsonlog
+
+    if os.environ.get("CRYSTAL_LOG_FORMAT", "").lower() == "json":
+        yield fan_out([jsonlog.JsonLogSink()])
+        return
+    if sys.stderr.isatty() and not opts.json:
+        with console.LiveSink(steps, title=title) as live:
+            yield fan_out([live])
+        return
+    yield fan_out([console.PlainSink(verbose=opts.verbose)])
+
+
+def step_list(request: Request) -> list[tuple[str, str]]:
+    return [(s.id, s.uses) for s in request.loaded.runbook.steps]
+
+
+def show_result(opts: GlobalOptions, result: RunResult) -> None:
+    run = result.run
+    if opts.json:
+        print_json(run.as_json())
+        return
+    changed = sum(1 for s in run.steps if s.changed and s.phase == "main")
+    unchanged = sum(
+        1 for s in run.steps if s.status == "ok" and not s.changed and s.phase == "main"
+    )
+    took = _duration(run)
+    if run.status == "ok":
+        what = (
+            f"{changed} step(s) changed, {unchanged} already as wanted"
+            if changed
+            else "nothing needed changing"
+        )
+        print(f"run {run.id} ok in {took}: {what}")
+    elif run.status == "interrupted":
+        print(
+            f"run {run.id} interrupted after {took}; continue with: crystal-runbook resume {run.id}"
+        )
+    else:
+        print(f"run {run.id} {run.status} after {took}: {run.error}")
+        if result.error is not None and result.error.hint:
+            print(f"  hint: {result.error.hint}")
+
+
+def _duration(run: RunRecord) -> str:
+    from crystal_runbook.engine import durations, journal
+
+    if not run.ended_at:
+        return "?"
+    seconds = (journal.parse_iso(run.ended_at) - journal.parse_iso(run.started_at)).total_seconds()
+    return durations.format_duration(seconds)
+
+
+def show_plan(opts: GlobalOptions, request: Request, planned: list[PlannedStep]) -> None:
+    runbook = request.loaded.runbook
+    if opts.json:
+        print_json(
+            {
+                "runbook": runbook.name,
+                "env": request.env,
+                "service": request.service,
+                "params": request.redacted_params,
+                "confirm": request.env in runbook.confirm,
+                "steps": [p.as_json() for p in planned],
+            }
+        )
+        return
+    where = f" for {request.service}" if request.service else ""
+    print(f"plan: {runbook.name}{where} in {request.env} ({len(planned)} steps)")
+    width = max((len(p.id) for p in planned), default=4)
+    marks = {"change": "~", "ok": "=", "check": "?", "skip": "-", "deferred": "…", "error": "!"}
+    for i, step in enumerate(planned, 1):
+        mark = marks.get(step.status, " ")
+        print(f" {mark} {i:>2}. {step.id:<{width}}  {step.uses:<20} {step.summary}")
+        for change in step.changes:
+            print(f"        {change.render()}")
+        if step.error:
+            print(f"        error: {step.error}")
+    changes = sum(1 for p in planned if p.status == "change")
+    print(f"{changes} step(s) would change something; nothing was changed.")
+    if request.env in runbook.confirm:
+        print(f"{request.env} needs confirmation: add --yes to apply.")
+
+
+def show_runs(opts: GlobalOptions, runs: list[RunRecord]) -> None:
+    if opts.json:
+        print_json([r.as_json(with_steps=False) for r in runs])
+        return
+    if not runs:
+        print("no runs in the journal yet")
+        return
+    rows = [("RUN", "RUNBOOK", "SERVICE", "ENV", "STATUS", "ACTOR", "STARTED (UTC)", "TOOK")]
+    rows += [
+        (
+            r.id,
+            r.runbook,
+            r.service or "-",
+            r.env,
+            r.status,
+            r.actor,
+            r.started_at[:19].replace("T", " "),
+            _duration(r),
+        )
+        for r in runs
+    ]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+
+
+def show_run(opts: GlobalOptions, run: RunRecord) -> None:
+    if opts.json:
+        print_json(run.as_json())
+        return
+    print(
+        f"run {run.id}: {run.runbook} in {run.env}" + (f" for {run.service}" if run.service else "")
+    )
+    print(f"  status:  {run.status}" + (f" ({run.error})" if run.error else ""))
+    print(f"  actor:   {run.actor} on {run.host}")
+    print(f"  started: {run.started_at}   ended: {run.ended_at or '-'}   took: {_duration(run)}")
+    if run.params:
+        print("  params:  " + ", ".join(f"{k}={v}" for k, v in run.params.items()))
+    print("  steps:")
+    for step in run.steps:
+        changed = {True: "changed", False: "unchanged", None: ""}[step.changed]
+        prefix = "on_failure " if step.phase == "on_failure" else ""
+        print(
+            f"    {prefix}{step.id:<16} {step.uses:<20} {step.status:<11} {changed:<9} "
+            f"attempts={step.attempts}  {step.summary}"
+        )
+        if step.error:
+            print(f"      error: {step.error}")

@@ -1,0 +1,474 @@
+"""The executor: plan, run and resume runbooks with the engine's guarantees.
+
+- Nothing runs until the whole runbook renders and validates for this environment
+  (``prepare``): an undefined name or a wrong type is exit 2 with file:line:column.
+- Steps run one after another through ``steps.StepRunner`` (check, apply only if needed,
+  verify; every transition journalled before the next starts).
+- ``resume`` continues from the journal with the runbook text, parameters and target the run
+  started with; finished steps are not run again.
+- The runbook's `lock:` is held for the whole run; SIGINT/SIGTERM (a KeyboardInterrupt here)
+  journals `interrupted`, releases the lock and ends the run with exit 130.
+- When a step fails, the `on_failure` steps run (their own failures are journalled but do
+  not replace the original error).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from crystal_runbook import errors
+from crystal_runbook.engine import journal as journal_mod
+from crystal_runbook.engine import locks as locks_mod
+from crystal_runbook.engine import templating, validation
+from crystal_runbook.engine.events import Sink
+from crystal_runbook.engine.loader import LoadedRunbook
+from crystal_runbook.engine.model import FailureStep, Step
+from crystal_runbook.engine.registry import Action, Change, Registry, StepContext
+from crystal_runbook.engine.secrets import Redactor
+from crystal_runbook.engine.steps import RunState, StepFailed, StepRunner, template_vars
+
+
+@dataclass
+class Request:
+    """Everything a run needs, resolved by the service layer."""
+
+    loaded: LoadedRunbook
+    params: dict[str, Any]
+    env: str
+    actor: str
+    service: str | None = None
+    service_info: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, Any] = field(default_factory=dict)
+    assume_yes: bool = False
+    interactive: bool = False
+    drill: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+    redacted_params: dict[str, Any] | None = None
+    """``params`` as they may be journalled (secret ones masked)."""
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """What `plan` found for one step."""
+
+    id: str
+    uses: str
+    status: str  # change | ok | check | skip | deferred | error
+    summary: str
+    changes: tuple[Change, ...] = ()
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "uses": self.uses,
+            "status": self.status,
+            "summary": self.summary,
+            "error": self.error,
+            "changes": [
+                {
+                    "field": c.field,
+                    "before": "*****" if c.secret else c.before,
+                    "after": "*****" if c.secret else c.after,
+                }
+                for c in self.changes
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished (or interrupted) run and the error that ended it, if any."""
+
+    run: journal_mod.RunRecord
+    error: errors.CrystalError | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.run.status == "ok":
+            return 0
+        return self.error.exit_code if self.error is not None else 1
+
+
+def _deferred_steps(steps: list[Step]) -> dict[str, dict[str, templating.Deferred]]:
+    return {
+        s.id: {
+            name: templating.Deferred(f"steps.{s.id}.{name}")
+            for name in ("outputs", "status", "changed")
+        }
+        for s in steps
+    }
+
+
+class Executor:
+    """Runs runbooks against a registry of actions, a journal and lock backends."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        journal: journal_mod.Journal,
+        lock_backends: list[locks_mod.LockBackend],
+        state_dir: Path,
+        sink: Sink | None = None,
+        confirm: Callable[[str], bool] | None = None,
+        redactor: Redactor | None = None,
+        lock_ttl: float = locks_mod.DEFAULT_TTL,
+    ) -> None:
+        self.registry = registry
+        self.journal = journal
+        self.lock_backends = lock_backends
+        self.state_dir = state_dir
+        self.confirm = confirm
+        self.lock_ttl = lock_ttl
+        self.steps = StepRunner(
+            registry=registry,
+            journal=journal,
+            state_dir=state_dir,
+            sink=sink or (lambda _event: None),
+            redactor=redactor or Redactor(),
+            confirm=confirm,
+        )
+
+    # -- preparation -------------------------------------------------------------------------
+
+    def prepare(self, request: Request) -> dict[str, dict[str, Any]]:
+        """Render every step for this environment (unknown outputs deferred) and validate it.
+
+        Returns:
+            The rendered `with:` of each main step, by step id.
+        Raises:
+            errors.TargetNotFound: the runbook does not run in this environment.
+            errors.RunbookInvalid: an undefined name, a failing filter or a wrong type.
+        """
+        loaded = request.loaded
+        runbook = loaded.runbook
+        if runbook.environments is not None and request.env not in runbook.environments:
+            raise errors.TargetNotFound(
+                f"runbook {runbook.name!r} does not run in environment {request.env!r}",
+                hint=f"its environments: {', '.join(runbook.environments)}",
+            )
+        names = template_vars(
+            request,
+            run_id="<run.id>",
+            started_at="<run.started_at>",
+            steps=_deferred_steps(runbook.steps),
+            failed_step={"id": "<id>", "uses": "<uses>", "error": "<error>"},
+        )
+        problems: list[errors.Problem] = []
+        if runbook.lock is not None:
+            try:
+                templating.render(runbook.lock, names, ("lock",))
+            except templating.RenderError as exc:
+                problems.append(loaded.source.problem(exc.loc, exc.message))
+        rendered: dict[str, dict[str, Any]] = {}
+        groups: list[tuple[str, Sequence[Step | FailureStep]]] = [
+            ("steps", runbook.steps),
+            ("on_failure", runbook.on_failure),
+        ]
+        for group, steps in groups:
+            for i, step in enumerate(steps):
+                loc: tuple[str | int, ...] = (group, i, "with")
+                try:
+                    args = templating.render(step.with_, names, loc)
+                except templating.RenderError as exc:
+                    problems.append(loaded.source.problem(exc.loc, exc.message))
+                    continue
+                problems.extend(
+                    self._type_problems(loaded, self.registry.get(step.uses), args, loc)
+                )
+                if isinstance(step, Step):
+                    rendered[step.id] = args
+        if problems:
+            raise errors.RunbookInvalid(
+                problems, hint="nothing was run; fix the runbook or the parameters and try again"
+            )
+        return rendered
+
+    @staticmethod
+    def _type_problems(
+        loaded: LoadedRunbook, action: Action, args: Mapping[str, Any], loc: tuple[str | int, ...]
+    ) -> list[errors.Problem]:
+        deferred = {k for k, v in args.items() if templating.is_deferred(v)}
+        try:
+            action.Args.model_validate(dict(args))
+        except ValidationError as exc:
+            found = []
+            for error in exc.errors():
+                if error["loc"] and error["loc"][0] in deferred:
+                    continue
+                full = (*loc, *error["loc"])
+                line, col = loaded.source.where(full)
+                message = validation.describe({**error, "loc": full})
+                found.append(errors.Problem(loaded.path, line, col, message))
+            return found
+        return []
+
+    # -- plan --------------------------------------------------------------------------------
+
+    def plan(self, request: Request) -> list[PlannedStep]:
+        """Check every step and say what it would change; changes nothing, journals nothing."""
+        rendered = self.prepare(request)
+        runbook = request.loaded.runbook
+        names = template_vars(
+            request,
+            run_id="<plan>",
+            started_at=journal_mod.now_iso(),
+            steps=_deferred_steps(runbook.steps),
+        )
+        planned: list[PlannedStep] = []
+        for i, step in enumerate(runbook.steps):
+            planned.append(self._plan_step(request, step, rendered[step.id], names, i))
+        return planned
+
+    def _plan_step(
+        self,
+        request: Request,
+        step: Step,
+        args: dict[str, Any],
+        names: Mapping[str, Any],
+        index: int,
+    ) -> PlannedStep:
+        action = self.registry.get(step.uses)
+        if step.when is not None:
+            decided = templating.evaluate(step.when, names, ("steps", index, "when"))
+            if isinstance(decided, templating.Deferred):
+                return PlannedStep(
+                    step.id, step.uses, "deferred", "decided at run time (`when` uses outputs)"
+                )
+            if not decided:
+                return PlannedStep(step.id, step.uses, "skip", "skipped: `when` is false")
+        if templating.is_deferred(args):
+            return PlannedStep(
+                step.id, step.uses, "deferred", "checked at run time (uses earlier outputs)"
+            )
+        ctx = StepContext(
+            run_id="plan",
+            step_id=step.id,
+            env=request.env,
+            actor=request.actor,
+            service=request.service,
+            target=request.target,
+            state_dir=self.state_dir,
+            dry_run=True,
+            assume_yes=request.assume_yes,
+            drill=request.drill,
+        )
+        try:
+            check = action.check(action.Args.model_validate(args), ctx)
+        except errors.CrystalError as exc:
+            return PlannedStep(
+                step.id, step.uses, "error", f"check failed: {exc.message}", error=str(exc)
+            )
+        if action.read_only:
+            state = "holds now" if check.satisfied else "does not hold now"
+            return PlannedStep(step.id, step.uses, "check", f"{state}: {check.summary}")
+        if check.satisfied:
+            return PlannedStep(step.id, step.uses, "ok", f"no change: {check.summary}")
+        summary = f"would {check.summary}" if check.summary else "would apply"
+        return PlannedStep(step.id, step.uses, "change", summary, changes=check.changes)
+
+    # -- run and resume ----------------------------------------------------------------------
+
+    def run(self, request: Request) -> RunResult:
+        """Run a runbook from the start.
+
+        Raises (before anything is journalled or changed):
+            errors.InputError: invalid for this environment (exit 2).
+            errors.ConfirmationRequired: a confirm environment without a yes (exit 4).
+            errors.LockHeld: another run holds the lock (exit 3).
+        """
+        self.prepare(request)
+        runbook = request.loaded.runbook
+        if request.env in runbook.confirm and not request.assume_yes:
+            self._confirm(request)
+        run_id = journal_mod.new_run_id()
+        run = journal_mod.RunRecord(
+            id=run_id,
+            runbook=runbook.name,
+            env=request.env,
+            actor=request.actor,
+            status="running",
+            started_at=journal_mod.now_iso(),
+            params=request.params if request.redacted_params is None else request.redacted_params,
+            service=request.service,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            runbook_path=request.loaded.path,
+            runbook_digest=request.loaded.digest,
+            runbook_text=request.loaded.text,
+            drill=request.drill,
+            meta={**request.meta, "target": request.target, "service_info": request.service_info},
+            steps=[
+                journal_mod.StepRecord(run_id=run_id, phase="main", index=i, id=s.id, uses=s.uses)
+                for i, s in enumerate(runbook.steps)
+            ],
+        )
+        state = RunState(request=request, run=run)
+        run.lock_key = self._lock_key(state)
+        with self._locked(state, create=True):
+            self.steps.emit(
+                state,
+                "run",
+                "running",
+                f"run {run.id} of {runbook.name} in {run.env} started by {run.actor}",
+            )
+            return self._drive(state)
+
+    def _confirm(self, request: Request) -> None:
+        runbook = request.loaded.runbook
+        on = f" on {request.service!r}" if request.service else ""
+        question = f"Run {runbook.name!r}{on} in {request.env!r}? Type yes to continue"
+        if request.interactive and self.confirm is not None and self.confirm(question):
+            return
+        raise errors.ConfirmationRequired(
+            f"{request.env!r} needs confirmation to run {runbook.name!r}; nothing was changed",
+            hint="add --yes (or answer yes at the prompt); --dry-run shows the plan without it",
+        )
+
+    def resume(self, run: journal_mod.RunRecord, request: Request) -> RunResult:
+        """Continue ``run`` (interrupted, failed, or killed while running) from the journal.
+
+        Raises:
+            errors.LockHeld: the run is still going in a live process, or its lock is held.
+        """
+        if run.status == "ok":
+            return RunResult(run)
+        alive = run.host == socket.gethostname() and journal_mod.process_alive(run.pid)
+        if run.status == "running" and alive and run.pid != os.getpid():
+            raise errors.LockHeld(
+                run.lock_key or f"run/{run.id}",
+                run_id=run.id,
+                actor=run.actor,
+                host=run.host,
+                started_at=run.started_at,
+            )
+        state = RunState(request=request, run=run)
+        run.steps = [s for s in run.steps if s.phase == "main"]
+        for step in run.steps:
+            if step.status in journal_mod.TERMINAL_STEP:
+                state.remember(step)
+        with self._locked(state, create=False):
+            run.status, run.ended_at, run.error = "running", None, None
+            run.host, run.pid = socket.gethostname(), os.getpid()
+            self.journal.update_run(run, event="resumed", message=f"resumed by {request.actor}")
+            self.steps.emit(state, "run", "resumed", f"resuming run {run.id} of {run.runbook}")
+            return self._drive(state)
+
+    def _lock_key(self, state: RunState) -> str | None:
+        template = state.request.loaded.runbook.lock
+        if template is None:
+            return None
+        try:
+            return str(templating.render(template, state.template_vars(), ("lock",)))
+        except templating.RenderError as exc:
+            problem = state.request.loaded.source.problem(exc.loc, exc.message)
+            raise errors.RunbookInvalid([problem]) from None
+
+    @contextmanager
+    def _locked(self, state: RunState, *, create: bool) -> Iterator[None]:
+        """Hold the run's lock (if it has one) and journal the run's creation under it."""
+
+        def warn(message: str) -> None:
+            self.steps.emit(state, "warning", "warning", message)
+            with suppress(Exception):  # before create_run, the run is not in the journal yet
+                self.journal.add_event(
+                    state.run.id, kind="warning", status="warning", message=message
+                )
+
+        key = state.run.lock_key
+        if key is None:
+            if create:
+                self.journal.create_run(state.run)
+            yield
+            return
+        with locks_mod.hold_all(
+            self.lock_backends,
+            key,
+            run_id=state.run.id,
+            actor=state.request.actor,
+            ttl=self.lock_ttl,
+            warn=warn,
+        ):
+            if create:
+                self.journal.create_run(state.run)
+            yield
+
+    def _drive(self, state: RunState) -> RunResult:
+        run = state.run
+        runbook = state.request.loaded.runbook
+        error: errors.CrystalError | None = None
+        try:
+            for i, step in enumerate(runbook.steps):
+                rec = run.steps[i]
+                if rec.status in journal_mod.TERMINAL_STEP:
+                    continue
+                try:
+                    self.steps.run_step(state, step, rec, ("steps", i))
+                except StepFailed as failed:
+                    error = failed.error
+                    run.error = rec.error
+                    state.failed_step = {"id": step.id, "uses": step.uses, "error": rec.error}
+                    break
+        except KeyboardInterrupt:
+            return self._interrupted(state)
+        if error is not None:
+            self._on_failure(state)
+            return self._finish(state, "failed", error)
+        return self._finish(state, "ok", None)
+
+    def _interrupted(self, state: RunState) -> RunResult:
+        state.cancelled.set()
+        run = state.run
+        busy = ("checking", "applying", "applied", "verifying")
+        for rec in run.steps:
+            if rec.status in busy:
+                rec.status = "interrupted"
+                rec.ended_at = journal_mod.now_iso()
+                rec.error = "interrupted by a signal"
+                self.steps.save(state, rec, f"interrupted ({rec.summary or 'in progress'})")
+        run.error = "interrupted by a signal"
+        error = errors.Interrupted(
+            f"run {run.id} interrupted",
+            hint=f"continue it with `crystal-runbook resume {run.id}`",
+        )
+        return self._finish(state, "interrupted", error)
+
+    def _finish(self, state: RunState, status: str, error: errors.CrystalError | None) -> RunResult:
+        run = state.run
+        run.status = status
+        run.ended_at = journal_mod.now_iso()
+        if error is None:
+            run.error = None
+        self.journal.update_run(run, event=status, message=run.error or f"run {status}")
+        changed = sum(1 for s in run.steps if s.changed and s.phase == "main")
+        detail = f"{changed} step(s) changed something" if changed else "nothing needed changing"
+        message = {
+            "ok": f"run {run.id} ok: {detail}",
+            "failed": f"run {run.id} failed: {run.error}",
+            "interrupted": f"run {run.id} interrupted; `crystal-runbook resume {run.id}` "
+            "continues it",
+        }[status]
+        self.steps.emit(state, "run", status, message)
+        return RunResult(run, error)
+
+    def _on_failure(self, state: RunState) -> None:
+        for i, fstep in enumerate(state.request.loaded.runbook.on_failure):
+            rec = journal_mod.StepRecord(
+                run_id=state.run.id,
+                phase="on_failure",
+                index=i,
+                id=fstep.id or f"on_failure-{i + 1}",
+                uses=fstep.uses,
+            )
+            state.run.steps.append(rec)
+            with suppress(StepFailed):  # journalled; the original failure stays the run's error
+                self.steps.run_step(state, fstep, rec, ("on_failure", i))

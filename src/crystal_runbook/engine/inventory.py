@@ -1,0 +1,126 @@
+"""The inventory: which services exist, in which environments, and where each one lives.
+
+`inventory/services.yaml` (design.md section 6) is the only place that says which cluster,
+namespace, deployment, health URL, metric source and Slack channel belong to a service in an
+environment. Runbooks see one environment's block as `target`. Unknown services and
+environments are refused here, before any step runs, with the names that do exist.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from crystal_runbook import errors
+from crystal_runbook.engine import validation, yamlsource
+
+SERVICES_FILE = "services.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KubernetesTarget(_Strict):
+    """Where the service's Deployment is."""
+
+    deployment: str
+    namespace: str = "default"
+    context: str | None = Field(default=None, description="kubeconfig context; None: current")
+    kubeconfig: str | None = Field(
+        default=None, description="kubeconfig path; None: $KUBECONFIG or ~/.kube/config"
+    )
+    container: str | None = Field(default=None, description="main container; None: all")
+
+
+class MetricsTarget(_Strict):
+    """Where the service's metrics are read (rollback triggers and verification)."""
+
+    source: Literal["prometheus", "sql", "scrape"]
+    url: str | None = None
+    url_env: str | None = Field(
+        default=None, description="environment variable holding the URL (for URLs with secrets)"
+    )
+
+
+class Target(_Strict):
+    """One service in one environment."""
+
+    kubernetes: KubernetesTarget | None = None
+    health_url: str | None = None
+    metrics: MetricsTarget | None = None
+    slack_channel: str | None = None
+    hosts: str | None = Field(default=None, description="Ansible/SSH host group")
+    dashboards: dict[str, str] = Field(default_factory=dict)
+
+
+class Service(_Strict):
+    """A service and its environments."""
+
+    description: str = ""
+    owner: str = ""
+    environments: dict[str, Target]
+
+
+class Inventory(_Strict):
+    """The whole `services.yaml`."""
+
+    default_environment: str | None = None
+    services: dict[str, Service] = Field(default_factory=dict)
+
+    def environments(self) -> list[str]:
+        names: set[str] = set()
+        for service in self.services.values():
+            names.update(service.environments)
+        return sorted(names)
+
+    def target(self, service: str, env: str) -> Target:
+        """The block of ``service`` in ``env``.
+
+        Raises:
+            errors.TargetNotFound: with the known services or that service's environments.
+        """
+        found = self.services.get(service)
+        if found is None:
+            raise errors.TargetNotFound(
+                f"unknown service {service[:80]!r}" + _close(service, list(self.services)),
+                hint=f"known services: {', '.join(sorted(self.services)) or 'none'} "
+                f"(inventory/{SERVICES_FILE})",
+            )
+        block = found.environments.get(env)
+        if block is None:
+            raise errors.TargetNotFound(
+                f"service {service!r} has no environment {env[:80]!r}"
+                + _close(env, list(found.environments)),
+                hint=f"its environments: {', '.join(sorted(found.environments))}",
+            )
+        return block
+
+
+def _close(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def load(directory: Path) -> Inventory:
+    """Read `services.yaml` from ``directory``; an absent file is an empty inventory.
+
+    Raises:
+        errors.RunbookInvalid: the file has problems (file:line:column).
+    """
+    path = directory / SERVICES_FILE
+    if not path.exists():
+        return Inventory()
+    return parse(yamlsource.read_file(path))
+
+
+def parse(source: yamlsource.Source) -> Inventory:
+    """Validate a parsed `services.yaml`."""
+    data: Any = source.data if source.data is not None else {}
+    try:
+        return Inventory.model_validate(data)
+    except ValidationError as exc:
+        raise errors.RunbookInvalid(validation.problems(source, exc)) from None

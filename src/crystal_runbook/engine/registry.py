@@ -1,0 +1,183 @@
+"""The action seam: what a `uses:` name means, and the values actions return.
+
+An action is a class with a pydantic ``Args`` model for its ``with:`` block and up to three
+methods (design.md section 1):
+
+- ``check(args, ctx) -> Check``: read-only; is the desired state already there?
+- ``apply(args, ctx, check) -> Outcome``: only called when ``check`` said no.
+- ``verify(args, ctx, outcome) -> Check``: read-only; retried until it holds or times out.
+
+Read-only actions (health, metric checks) define only ``check``; the executor then retries
+the check itself. Results are immutable values, like invoke's ``Result``.
+
+The registry maps names to ``"module:Class"`` strings and imports an action's module only
+when the name is used, so that `--help` and `validate` never load a backend's client library:
+action modules import kubernetes, fabric and the like inside their methods.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from crystal_runbook import errors
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field an apply would change, before and after (what `plan` shows)."""
+
+    field: str
+    before: Any
+    after: Any
+    secret: bool = False
+
+    def render(self) -> str:
+        if self.secret:
+            return f"{self.field}: ***** -> *****"
+        return f"{self.field}: {self.before!r} -> {self.after!r}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """Result of a read-only look at the world."""
+
+    satisfied: bool
+    summary: str = ""
+    changes: tuple[Change, ...] = ()
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    resolved: Mapping[str, Any] = field(default_factory=dict)
+    """Decisions made by the first check (e.g. the target revision), journalled and handed
+    back on resume so the target is never re-resolved."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Result of an apply."""
+
+    changed: bool = True
+    summary: str = ""
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepContext:
+    """What an action may know about the run it is part of."""
+
+    run_id: str
+    step_id: str
+    env: str
+    actor: str
+    service: str | None
+    target: Mapping[str, Any]
+    state_dir: Path
+    dry_run: bool = False
+    assume_yes: bool = False
+    interactive: bool = False
+    drill: bool = False
+    resolved: Mapping[str, Any] = field(default_factory=dict)
+    confirm: Callable[[str], bool] | None = None
+    """Asks a person a yes/no question (a TTY prompt); None where nobody can answer."""
+    progress: Callable[[str], None] = lambda _message: None
+    """Reports a line of progress (shown live, journalled as an event)."""
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    deadline: float | None = None
+    """time.monotonic() by which the step must be done, if it has a timeout."""
+
+
+class Action:
+    """Base class of actions: subclasses set ``name`` and ``Args`` and define ``check``."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    Args: ClassVar[type[BaseModel]]
+    outputs: ClassVar[tuple[str, ...] | None] = None
+    """Names of the outputs later steps may use; None if not declared (not checked)."""
+    default_timeout: ClassVar[float] = 60.0
+    """Bound of a step using this action when the runbook sets no timeout (seconds)."""
+    poll_interval: ClassVar[float] = 1.0
+    """Delay between checks/verifications when the runbook sets no retry (seconds)."""
+
+    def check(self, args: Any, ctx: StepContext) -> Check:
+        raise NotImplementedError
+
+    @property
+    def read_only(self) -> bool:
+        return type(self).apply is Action.apply
+
+    @property
+    def verifies(self) -> bool:
+        return type(self).verify is not Action.verify
+
+    def apply(self, args: Any, ctx: StepContext, check: Check) -> Outcome:
+        raise NotImplementedError
+
+    def verify(self, args: Any, ctx: StepContext, outcome: Outcome | None) -> Check:
+        raise NotImplementedError
+
+
+class Args(BaseModel):
+    """Base of actions' argument models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# Built-in actions by name. Names are contract (design.md section 5); modules are loaded on use.
+BUILTIN: dict[str, str] = {
+    "wait": "crystal_runbook.actions.basic:Wait",
+    "approval": "crystal_runbook.actions.basic:Approval",
+}
+
+
+class Registry:
+    """Maps `uses:` names to action classes; loads their modules on first use."""
+
+    def __init__(self, entries: Mapping[str, str | type[Action]] | None = None) -> None:
+        self._entries: dict[str, str | type[Action]] = dict(BUILTIN if entries is None else entries)
+        self._loaded: dict[str, Action] = {}
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def register(self, action: type[Action]) -> None:
+        """Add (or replace) an action class under its ``name``."""
+        self._entries[action.name] = action
+        self._loaded.pop(action.name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> Action:
+        """The action instance for ``name``.
+
+        Raises:
+            errors.InputError: unknown name (with the closest known names).
+        """
+        if name in self._loaded:
+            return self._loaded[name]
+        entry = self._entries.get(name)
+        if entry is None:
+            raise errors.InputError(unknown_action_message(name, self.names()))
+        if isinstance(entry, str):
+            module_name, _, attr = entry.partition(":")
+            cls = getattr(importlib.import_module(module_name), attr)
+        else:
+            cls = entry
+        instance: Action = cls()
+        self._loaded[name] = instance
+        return instance
+
+
+def unknown_action_message(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return f"unknown action {name!r}{hint}; known actions: {', '.join(known)}"

@@ -1,0 +1,252 @@
+"""Jinja2 templates in runbooks: checked before anything runs, rendered just before each step.
+
+Two jobs, kept together because they must agree on what a name means:
+
+- ``check``: a static pass over a template's syntax tree that finds undefined names, unknown
+  parameters and references to a step that has not run yet (or does not exist), so `validate`
+  and `plan` report them with file:line:column before any step runs.
+- ``render``: sandboxed rendering with strict undefined. A value that is exactly one
+  ``{{ expression }}`` keeps its native type (an integer stays an integer, a mapping a mapping);
+  anything else renders to a string.
+
+At plan time the outputs of steps that have not run are unknown; they render as ``Deferred``
+placeholders that print as ``<steps.undo.outputs.to_revision>``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from crystal_runbook.engine.yamlsource import PathKey
+
+_SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}|\{%).)+)\}\}\s*$", re.S)
+RUN_FIELDS = ("id", "actor", "started_at", "drill")
+STEP_FIELDS = ("outputs", "status", "changed")
+FAILED_STEP_FIELDS = ("id", "uses", "error")
+
+
+class Deferred:
+    """An output of a step that has not run yet (plan time)."""
+
+    __slots__ = ("_path",)
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def __getattr__(self, name: str) -> Deferred:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return Deferred(f"{self._path}.{name}")
+
+    def __getitem__(self, key: object) -> Deferred:
+        return Deferred(f"{self._path}.{key}")
+
+    def __str__(self) -> str:
+        return f"<{self._path}>"
+
+    __repr__ = __str__
+
+
+def is_deferred(value: Any) -> bool:
+    """True if ``value`` is or contains an unknown-until-run placeholder."""
+    if isinstance(value, Deferred):
+        return True
+    if isinstance(value, str):
+        return "<steps." in value and ".outputs" in value
+    if isinstance(value, Mapping):
+        return any(is_deferred(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(is_deferred(v) for v in value)
+    return False
+
+
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+JINJA_GLOBALS = frozenset(_ENV.globals)
+
+
+class RenderError(Exception):
+    """A template failed to render; ``loc`` is where in the runbook it sits."""
+
+    def __init__(self, loc: PathKey, message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+        self.message = message
+
+
+def has_template(value: Any) -> bool:
+    """True if ``value`` (or anything inside it) is a string with template syntax."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, Mapping):
+        return any(has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_template(v) for v in value)
+    return False
+
+
+def render(value: Any, context: Mapping[str, Any], loc: PathKey = ()) -> Any:
+    """Render every template inside ``value`` (strings, lists, mappings) against ``context``.
+
+    Raises:
+        RenderError: an undefined name, a failing filter, a sandbox violation.
+    """
+    if isinstance(value, str):
+        if "{{" not in value and "{%" not in value:
+            return value
+        try:
+            single = _SINGLE.match(value)
+            if single:
+                return _native(single.group("expr"), context)
+            return _ENV.from_string(value).render(**context)
+        except TemplateError as exc:
+            raise RenderError(loc, f"template error: {exc.message or exc}") from None
+    if isinstance(value, Mapping):
+        return {k: render(v, context, (*loc, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, context, (*loc, i)) for i, v in enumerate(value)]
+    return value
+
+
+def evaluate(expression: str, context: Mapping[str, Any], loc: PathKey = ()) -> Any:
+    """Evaluate a bare expression (a `when:`), or a ``{{ }}``-wrapped one."""
+    single = _SINGLE.match(expression)
+    expr = single.group("expr") if single else expression
+    try:
+        return _native(expr, context)
+    except TemplateError as exc:
+        raise RenderError(loc, f"expression error: {exc.message or exc}") from None
+
+
+def _native(expr: str, context: Mapping[str, Any]) -> Any:
+    """Evaluate an expression to a Python value; an undefined part raises at once."""
+    value = _ENV.compile_expression(expr, undefined_to_none=False)(**context)
+    _raise_undefined(value)
+    return value
+
+
+def _raise_undefined(value: Any) -> None:
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _raise_undefined(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _raise_undefined(item)
+
+
+# --- static checks -------------------------------------------------------------------------
+
+
+@dataclass
+class Scope:
+    """What a template may refer to at one place in a runbook."""
+
+    params: frozenset[str]
+    earlier_steps: Mapping[str, tuple[str, ...] | None]
+    """Steps that have run before this one: id -> declared output names (None: undeclared)."""
+    later_steps: frozenset[str] = frozenset()
+    failure: bool = False
+    """In `on_failure`, where `failed_step` is defined."""
+    extra: frozenset[str] = field(default_factory=frozenset)
+
+    def roots(self) -> frozenset[str]:
+        base = {"params", "env", "service", "target", "run", "steps", *self.extra}
+        if self.failure:
+            base.add("failed_step")
+        return frozenset(base) | JINJA_GLOBALS
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A name and the attribute chain read from it, e.g. ("steps", "undo", "outputs")."""
+
+    chain: tuple[str, ...]
+    lineno: int
+
+
+def _chains(node: nodes.Node) -> Iterator[Reference]:
+    """Every load of a name with the constant attribute/item chain that follows it."""
+    stored = {n.name for n in node.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    consumed: set[int] = set()
+    for sub in node.find_all((nodes.Getattr, nodes.Getitem)):
+        if id(sub) in consumed:
+            continue
+        chain: list[str] = []
+        cur: nodes.Node = sub
+        while isinstance(cur, nodes.Getattr | nodes.Getitem):
+            consumed.add(id(cur))
+            if isinstance(cur, nodes.Getattr):
+                chain.append(cur.attr)
+            elif isinstance(cur.arg, nodes.Const) and isinstance(cur.arg.value, str):
+                chain.append(cur.arg.value)
+            else:
+                chain.clear()  # dynamic subscript: only the root can be checked
+            cur = cur.node
+        if isinstance(cur, nodes.Name):
+            consumed.add(id(cur))
+            if cur.name not in stored:
+                yield Reference((cur.name, *reversed(chain)), sub.lineno)
+    for name in node.find_all(nodes.Name):
+        if id(name) not in consumed and name.ctx == "load" and name.name not in stored:
+            yield Reference((name.name,), name.lineno)
+
+
+def check(text: str, scope: Scope, *, expression: bool = False) -> list[str]:
+    """Problems with one template string, as messages (empty when it is fine)."""
+    try:
+        if expression and not _SINGLE.match(text):
+            tree: nodes.Node = _ENV.parse("{{ " + text + " }}")
+        else:
+            tree = _ENV.parse(text)
+    except TemplateSyntaxError as exc:
+        return [f"template syntax error: {exc.message}"]
+    problems: list[str] = []
+    roots = scope.roots()
+    for ref in _chains(tree):
+        message = _check_reference(ref.chain, scope, roots)
+        if message and message not in problems:
+            problems.append(message)
+    return problems
+
+
+def _check_reference(chain: tuple[str, ...], scope: Scope, roots: frozenset[str]) -> str | None:
+    root = chain[0]
+    if root not in roots:
+        known = ", ".join(sorted(roots - JINJA_GLOBALS))
+        return f"undefined name {root!r} in template; names available here: {known}"
+    if root == "params" and len(chain) > 1 and chain[1] not in scope.params:
+        params = ", ".join(sorted(scope.params)) or "none"
+        return f"unknown parameter {chain[1]!r} in template; declared parameters: {params}"
+    if root == "run" and len(chain) > 1 and chain[1] not in RUN_FIELDS:
+        return f"run has no field {chain[1]!r}; it has {', '.join(RUN_FIELDS)}"
+    if root == "failed_step" and len(chain) > 1 and chain[1] not in FAILED_STEP_FIELDS:
+        return f"failed_step has no field {chain[1]!r}; it has {', '.join(FAILED_STEP_FIELDS)}"
+    if root == "steps" and len(chain) > 1:
+        step = chain[1]
+        if step not in scope.earlier_steps:
+            if step in scope.later_steps:
+                return (
+                    f"refers to steps.{step}, which runs later; a step can only use the "
+                    "outputs of steps before it"
+                )
+            known = ", ".join(scope.earlier_steps) or "none"
+            return f"refers to steps.{step}, which does not exist; steps before this one: {known}"
+        if len(chain) > 2 and chain[2] not in STEP_FIELDS:
+            return f"steps.{step} has no field {chain[2]!r}; it has {', '.join(STEP_FIELDS)}"
+        declared = scope.earlier_steps[step]
+        if (
+            len(chain) > 3
+            and chain[2] == "outputs"
+            and declared is not None
+            and chain[3] not in declared
+        ):
+            outputs = ", ".join(declared) or "none"
+            return f"step {step!r} has no output {chain[3]!r}; its outputs: {outputs}"
+    return None

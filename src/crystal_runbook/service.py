@@ -1,0 +1,316 @@
+"""The service layer: the one place that wires settings, inventory, engine and sinks.
+
+The CLI, the Slack app and the scheduler are thin shells over ``Workspace``: they parse
+their input, call one method here, and turn errors into exit codes or replies. Nothing in
+this module knows about terminals or Slack.
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from crystal_runbook import errors
+from crystal_runbook.engine import executor as executor_mod
+from crystal_runbook.engine import inventory as inventory_mod
+from crystal_runbook.engine import journal as journal_mod
+from crystal_runbook.engine import loader, model, yamlsource
+from crystal_runbook.engine import locks as locks_mod
+from crystal_runbook.engine import params as params_mod
+from crystal_runbook.engine.events import Sink
+from crystal_runbook.engine.registry import Action, Registry
+from crystal_runbook.engine.secrets import Redactor
+
+ACTION_MODULES_ENV = "CRYSTAL_ACTION_MODULES"
+"""Comma-separated modules whose ``ACTIONS`` tuple adds actions (plugins, test fakes)."""
+FALLBACK_ENV = "local"
+"""Environment of runs when neither --env, $CRYSTAL_ENV nor the inventory names one."""
+
+
+def default_actor() -> str:
+    """Who is running this: $CRYSTAL_ACTOR, else the login name."""
+    actor = os.environ.get("CRYSTAL_ACTOR")
+    if actor:
+        return actor[:100]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return "unknown"
+
+
+def build_registry(extra_modules: Iterable[str] = ()) -> Registry:
+    """The built-in actions plus those of ``extra_modules``.
+
+    Raises:
+        errors.ConfigurationError: a module cannot be imported or has no ``ACTIONS``.
+    """
+    registry = Registry()
+    for entry in extra_modules:
+        name = entry.strip()
+        if not name:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise errors.ConfigurationError(
+                f"{ACTION_MODULES_ENV}: cannot import {name!r}: {exc}"
+            ) from None
+        actions: Sequence[type[Action]] | None = getattr(module, "ACTIONS", None)
+        if actions is None:
+            raise errors.ConfigurationError(f"{ACTION_MODULES_ENV}: {name!r} has no ACTIONS")
+        for action in actions:
+            registry.register(action)
+    return registry
+
+
+@dataclass
+class Workspace:
+    """One user's view of crystal-runbook: directories, environment, sinks."""
+
+    state_dir: Path
+    inventory_dir: Path = Path("inventory")
+    runbooks_dir: Path = Path("runbooks")
+    env: str | None = None
+    actor: str = field(default_factory=default_actor)
+    sink: Sink | None = None
+    confirm: Callable[[str], bool] | None = None
+    interactive: bool = False
+    action_modules: tuple[str, ...] = field(
+        default_factory=lambda: tuple(os.environ.get(ACTION_MODULES_ENV, "").split(","))
+    )
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    @cached_property
+    def registry(self) -> Registry:
+        return build_registry(self.action_modules)
+
+    @cached_property
+    def inventory(self) -> inventory_mod.Inventory:
+        return inventory_mod.load(self.inventory_dir)
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        return Redactor()
+
+    @cached_property
+    def journal(self) -> journal_mod.SqliteJournal:
+        return journal_mod.open_journal(self.state_dir, redactor=self.redactor)
+
+    def lock_backends(self) -> list[locks_mod.LockBackend]:
+        return [locks_mod.SqliteLocks(self.journal.path)]
+
+    def executor(self) -> executor_mod.Executor:
+        return executor_mod.Executor(
+            registry=self.registry,
+            journal=self.journal,
+            lock_backends=self.lock_backends(),
+            state_dir=self.state_dir,
+            sink=self.sink,
+            confirm=self.confirm,
+            redactor=self.redactor,
+        )
+
+    def close(self) -> None:
+        if "journal" in self.__dict__:
+            self.journal.close()
+
+    def resolve_env(self) -> str:
+        """--env, else $CRYSTAL_ENV (folded in by the shell), else the inventory's default."""
+        if self.env:
+            env = self.env.strip()
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", env):
+                raise errors.TargetNotFound(
+                    f"{env[:80]!r} is not an environment name",
+                    hint="use lower-case letters, digits, - and _",
+                )
+            return env
+        return self.inventory.default_environment or FALLBACK_ENV
+
+    # -- runbooks ----------------------------------------------------------------------------
+
+    def load_runbook(self, name_or_path: str, *, allow_paths: bool = True) -> loader.LoadedRunbook:
+        path = loader.resolve_path(name_or_path, self.runbooks_dir, allow_paths=allow_paths)
+        return loader.load(path, self.registry, display=_display(path))
+
+    def request(
+        self,
+        runbook: str,
+        params: Mapping[str, Any],
+        *,
+        assume_yes: bool = False,
+        allow_paths: bool = True,
+        drill: bool = False,
+        meta: Mapping[str, Any] | None = None,
+    ) -> executor_mod.Request:
+        """Load, resolve parameters and target: everything before the first step.
+
+        Raises:
+            errors.InputError: any bad input (exit 2); nothing has been changed.
+        """
+        loaded = self.load_runbook(runbook, allow_paths=allow_paths)
+        typed = params_mod.resolve(loaded.runbook.params, params, runbook=loaded.runbook.name)
+        for name, spec in loaded.runbook.params.items():
+            if spec.secret and isinstance(typed.get(name), str):
+                self.redactor.add(typed[name])
+        env = self.resolve_env()
+        service = typed.get("service") if "service" in loaded.runbook.params else None
+        target: dict[str, Any] = {}
+        service_info: dict[str, Any] = {}
+        if service is not None:
+            block = self.inventory.target(str(service), env)
+            target = block.model_dump(mode="json")
+            found = self.inventory.services[str(service)]
+            service_info = {"description": found.description, "owner": found.owner}
+        return executor_mod.Request(
+            loaded=loaded,
+            params=typed,
+            env=env,
+            actor=self.actor,
+            service=None if service is None else str(service),
+            service_info=service_info,
+            target=target,
+            assume_yes=assume_yes,
+            interactive=self.interactive,
+            drill=drill,
+            meta=dict(meta or {}),
+            redacted_params=params_mod.redact(loaded.runbook.params, typed),
+        )
+
+    def plan(
+        self, runbook: str, params: Mapping[str, Any], *, allow_paths: bool = True
+    ) -> tuple[executor_mod.Request, list[executor_mod.PlannedStep]]:
+        request = self.request(runbook, params, allow_paths=allow_paths)
+        return request, self.executor().plan(request)
+
+    def run(
+        self,
+        runbook: str,
+        params: Mapping[str, Any],
+        *,
+        assume_yes: bool = False,
+        allow_paths: bool = True,
+        drill: bool = False,
+        meta: Mapping[str, Any] | None = None,
+    ) -> executor_mod.RunResult:
+        request = self.request(
+            runbook, params, assume_yes=assume_yes, allow_paths=allow_paths, drill=drill, meta=meta
+        )
+        return self.executor().run(request)
+
+    def resume(self, run_id: str, *, assume_yes: bool = False) -> executor_mod.RunResult:
+        """Continue a run from the journal, with the runbook text and target it started with."""
+        run = self.journal.get_run(run_id)
+        if run.status == "ok":
+            return executor_mod.RunResult(run)
+        loaded = loader.load_text(run.runbook_text, self.registry, path=run.runbook_path)
+        secret = [n for n, s in loaded.runbook.params.items() if s.secret]
+        if secret:
+            raise errors.InputError(
+                f"run {run.id} has secret parameters ({', '.join(secret)}) that the journal "
+                "does not keep; it cannot be resumed",
+                hint="start a new run",
+            )
+        typed = params_mod.resolve(
+            loaded.runbook.params,
+            {k: v for k, v in run.params.items() if v is not None},
+            runbook=loaded.runbook.name,
+        )
+        request = executor_mod.Request(
+            loaded=loaded,
+            params=typed,
+            env=run.env,
+            actor=self.actor,
+            service=run.service,
+            service_info=dict(run.meta.get("service_info", {})),
+            target=dict(run.meta.get("target", {})),
+            assume_yes=assume_yes,
+            interactive=self.interactive,
+            drill=run.drill,
+            meta=run.meta,
+            redacted_params=run.params,
+        )
+        return self.executor().resume(run, request)
+
+    # -- history -----------------------------------------------------------------------------
+
+    def runs(self, *, service: str | None = None, limit: int = 20) -> list[journal_mod.RunRecord]:
+        return self.journal.list_runs(service=service, limit=limit)
+
+    def show(self, run_id: str) -> journal_mod.RunRecord:
+        return self.journal.get_run(run_id)
+
+    # -- validation --------------------------------------------------------------------------
+
+    def validate(self, paths: Sequence[Path] = ()) -> tuple[int, list[errors.Problem]]:
+        """Check runbooks and inventory files; returns (files checked, problems)."""
+        targets = list(paths) or [self.runbooks_dir, self.inventory_dir]
+        files: list[Path] = []
+        for target in targets:
+            if target.is_dir():
+                files.extend(
+                    sorted(
+                        p for p in target.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
+                    )
+                )
+            elif target.exists():
+                files.append(target)
+            else:
+                files.append(target)  # reported as "file not found"
+        problems: list[errors.Problem] = []
+        for path in files:
+            try:
+                self._validate_file(path)
+            except errors.RunbookInvalid as exc:
+                problems.extend(exc.problems)
+        return len(files), problems
+
+    def _validate_file(self, path: Path) -> None:
+        source = yamlsource.read_file(path, display=_display(path))
+        kind = source.data.get("kind") if isinstance(source.data, dict) else None
+        if kind == "Runbook" or (isinstance(source.data, dict) and "steps" in source.data):
+            loader.load_source(source, self.registry)
+        elif path.name == inventory_mod.SERVICES_FILE:
+            inventory_mod.parse(source)
+        elif path.parent.resolve() == self.inventory_dir.resolve():
+            return  # other inventory files are validated by the features that own them
+        else:
+            raise errors.RunbookInvalid(
+                [source.problem((), "not a runbook (kind: Runbook) nor a known inventory file")]
+            )
+
+    def schema(self) -> dict[str, Any]:
+        """JSON Schema of runbooks, with each action's `with:` schema attached by `uses:`."""
+        schema = model.json_schema()
+        branches = []
+        for name in self.registry.names():
+            action = self.registry.get(name)
+            branches.append(
+                {
+                    "if": {"properties": {"uses": {"const": name}}, "required": ["uses"]},
+                    "then": {"properties": {"with": action.Args.model_json_schema()}},
+                }
+            )
+        for definition in ("Step", "FailureStep"):
+            schema.get("$defs", {}).get(definition, {})["allOf"] = branches
+        schema.setdefault("$defs", {})
+        schema["x-actions"] = {
+            n: self.registry.get(n).summary or (self.registry.get(n).__doc__ or "").strip()
+            for n in self.registry.names()
+        }
+        return schema
+
+
+def _display(path: Path) -> str:
+    """A path as a user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
