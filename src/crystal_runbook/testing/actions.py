@@ -131,6 +131,33 @@ class FakeSet(Action):
         return Check(satisfied=True, summary=f"{args.key} is {args.value}")
 
 
+class FakeGateArgs(Args):
+    key: str
+    value: str = "open"
+
+
+class FakeGate(Action):
+    """Read-only: holds once the fake store has ``key`` = ``value`` (a test opens the gate)."""
+
+    name = "fake.gate"
+    Args = FakeGateArgs
+    poll_interval = 0.05
+
+    def check(self, args: Any, ctx: StepContext) -> Check:
+        current = read_state(ctx.state_dir).get(args.key)
+        return Check(
+            satisfied=current == args.value,
+            summary=f"{args.key} is {current!r} (wanted {args.value!r})",
+            evidence={"current": current},
+        )
+
+
+def set_state(state_dir: Path, key: str, value: str) -> None:
+    """Set a key in the fake store from a test (e.g. to open a gate)."""
+    with _locked_state(state_dir) as data:
+        data[key] = value
+
+
 class FakeNoopArgs(Args):
     note: str = ""
 
@@ -181,4 +208,4 @@ class FakeOutput(Action):
         )
 
 
-ACTIONS: tuple[type[Action], ...] = (FakeSet, FakeNoop, FakeFail, FakeOutput)
+ACTIONS: tuple[type[Action], ...] = (FakeSet, FakeGate, FakeNoop, FakeFail, FakeOutput)
