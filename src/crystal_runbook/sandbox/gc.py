@@ -1,0 +1,56 @@
+"""The garbage collector: deletes dependents whose owners are gone, finishes foreground deletion.
+
+Deleting a Deployment with the default (Background) propagation removes it at once; its
+ReplicaSets, whose ownerReferences now point at nothing, are deleted here, and their pods on
+the next pass, as Kubernetes' garbage collector does. With Foreground propagation the owner
+stays (``deletionTimestamp`` set, ``foregroundDeletion`` finalizer) until its dependents are
+gone; Orphan propagation is handled by the REST layer before the owner is removed.
+"""
+
+from __future__ import annotations
+
+from crystal_runbook.sandbox import resources, rest, store
+
+
+class GarbageCollector:
+    """One pass over every object; cheap at sandbox sizes (hundreds of objects)."""
+
+    def __init__(self, st: store.Store) -> None:
+        self._store = st
+
+    def sync(self) -> bool:
+        """Collect what can be collected now; True if anything was deleted or changed."""
+        changed = False
+        with self._store.lock:
+            live = set(self._store.by_uid)
+            for res, stored in self._store.all_objects():
+                meta = stored.obj["metadata"]
+                if self._store.get(res, stored.namespace, stored.name) is not stored:
+                    continue  # changed during this pass; the next pass sees it
+                refs = meta.get("ownerReferences") or []
+                if refs and not any(ref.get("uid") in live for ref in refs):
+                    self._store.delete(res, stored.namespace, stored.name)
+                    changed = True
+                    continue
+                finalizers = meta.get("finalizers") or []
+                if meta.get("deletionTimestamp") and rest.FOREGROUND in finalizers:
+                    changed |= self._foreground(res, stored)
+        return changed
+
+    def _foreground(self, res: resources.Resource, owner: store.Stored) -> bool:
+        dependents = self._store.dependents(owner.uid)
+        if dependents:
+            deleted = False
+            for dep_res, dep in dependents:
+                if not dep.obj["metadata"].get("deletionTimestamp"):
+                    self._store.delete(dep_res, dep.namespace, dep.name)
+                    deleted = True
+            return deleted  # dependents held by their own finalizers: wait for their removal
+        new = owner.copy()
+        finalizers = [f for f in new["metadata"]["finalizers"] if f != rest.FOREGROUND]
+        if finalizers:
+            new["metadata"]["finalizers"] = finalizers
+            self._store.replace(res, new)
+        else:
+            self._store.delete(res, owner.namespace, owner.name)
+        return True
