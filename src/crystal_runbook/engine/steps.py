@@ -224,7 +224,9 @@ class StepRunner:
             return
         args = self._render_args(state, step, action, names, (*loc, "with"))
         ctx = self._context(state, step, action, rec)
-        policy = step.retry or Retry(attempts=1_000_000, delay=action.poll_interval)
+        policy = step.retry or Retry.model_construct(  # bounded by the deadline instead
+            attempts=1_000_000, delay=action.poll_interval, backoff=1.0, max_delay=30.0
+        )
         outcome: Outcome | None = None
 
         rec.status = "checking"

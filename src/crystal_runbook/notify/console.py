@@ -52,6 +52,8 @@ class PlainSink:
         self.verbose = verbose
 
     def __call__(self, event: Event) -> None:
+        if event.status == "checking" and event.kind == "step" and not self.verbose:
+            return  # every step starts with a check; say so only when asked (-v)
         clock = event.at[11:19]
         who = event.step_id or "run"
         self.stream.write(f"{clock} {who:<16} {event.status:<11} {event.message}\n")

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The one test command (README, CI): builds .venv if missing, installs the package with its
+# dev extras and the Debian packages the tests need, then lint, types, layer contracts and
+# the whole pytest suite (unit, integration on real loopback servers, end-to-end).
+# Arguments are passed to pytest, e.g. `scripts/test.sh tests/unit -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+# Debian packages the integration tests start on loopback (none are started as services).
+debs=()
+missing=()
+for pkg in "${debs[@]}"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing Debian packages: ${missing[*]}" >&2
+    sudo_cmd=()
+    [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff" >&2
+ruff check src tests bench
+echo "== mypy" >&2
+mypy
+echo "== import contracts" >&2
+lint-imports --no-cache >/dev/null
+echo "== pytest" >&2
+# exit code 5 (no tests collected) fails the script like any other failure
+exec pytest "$@"

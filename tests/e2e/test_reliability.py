@@ -1,0 +1,202 @@
+"""Killed runs resume, locks keep runs apart, history stays readable: real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from crystal_runbook.testing import actions as fakes
+from tests.conftest import Cli
+
+SLOW = """\
+apiVersion: crystal-runbook/v1
+kind: Runbook
+name: slow
+lock: "slow/{{{{ env }}}}"
+steps:
+  - {{id: first, uses: fake.set, with: {{key: first, value: "1"}}}}
+  - id: middle
+    uses: fake.set
+    with: {{key: middle, value: "2", {slow}}}
+  - {{id: last, uses: fake.set, with: {{key: last, value: "3"}}}}
+"""
+
+
+def step_status(state: Path, step: str) -> str | None:
+    db = state / "journal.db"
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            row = conn.execute(
+                "SELECT status FROM steps WHERE id = ? ORDER BY rowid DESC LIMIT 1", (step,)
+            ).fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return row[0] if row else None
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+def only_run_id(cli: Cli) -> str:
+    out = cli("runs", "-o", "json")
+    runs = json.loads(out.stdout)
+    assert len(runs) == 1
+    return str(runs[0]["id"])
+
+
+PHASES = {
+    # phase to kill in: (slowness of the middle step, predicate that says we are in it)
+    "checking": ("check_delay: 1.5", lambda c: step_status(c.state, "middle") == "checking"),
+    "applying-before-write": (
+        "apply_delay: 3",
+        lambda c: step_status(c.state, "middle") == "applying"
+        and "middle=2" not in "".join(fakes.applies(c.state)),
+    ),
+    "applying-after-write": (
+        "apply_delay: 2",
+        lambda c: any(line.startswith("middle=2") for line in fakes.applies(c.state)),
+    ),
+    "verifying": ("verify_delay: 1.5", lambda c: step_status(c.state, "middle") == "verifying"),
+}
+
+
+@pytest.mark.parametrize("phase", list(PHASES))
+def test_kill_9_in_each_phase_then_resume_completes_without_double_apply(
+    cli: Cli, phase: str
+) -> None:
+    """SIGKILL leaves the journal consistent; resume finishes and applies each change once."""
+    slow, in_phase = PHASES[phase]
+    cli.write("runbooks/slow.yaml", SLOW.format(slow=slow))
+    proc = cli.popen("run", "slow")
+    try:
+        wait_for(lambda: in_phase(cli))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    run_id = only_run_id(cli)
+    assert json.loads(cli("runs", "show", run_id, "-o", "json").stdout)["status"] == "running"
+    resumed = cli("resume", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "took over stale lock" in resumed.stderr
+    shown = json.loads(cli("runs", "show", run_id, "-o", "json").stdout)
+    assert shown["status"] == "ok"
+    assert [s["status"] for s in shown["steps"]] == ["ok", "ok", "ok"]
+    keys = [line.split()[0] for line in fakes.applies(cli.state)]
+    assert sorted(keys) == ["first=1", "last=3", "middle=2"]
+    assert fakes.read_state(cli.state)["middle"] == "2"
+
+
+def test_resume_of_a_finished_run_does_nothing(cli: Cli) -> None:
+    """A finished run resumes to exit 0 with nothing applied."""
+    cli.write("runbooks/slow.yaml", SLOW.format(slow="check_delay: 0"))
+    assert cli("run", "slow").returncode == 0
+    before = fakes.applies(cli.state)
+    assert cli("resume", only_run_id(cli)).returncode == 0
+    assert fakes.applies(cli.state) == before
+
+
+def test_sigterm_journals_interrupted_releases_the_lock_and_exits_130(cli: Cli) -> None:
+    """SIGTERM is handled like Ctrl-C."""
+    cli.write("runbooks/slow.yaml", SLOW.format(slow="verify_delay: 5"))
+    proc = cli.popen("run", "slow")
+    wait_for(lambda: step_status(cli.state, "middle") == "verifying")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    assert "crystal-runbook resume" in out
+    run_id = only_run_id(cli)
+    shown = json.loads(cli("runs", "show", run_id, "-o", "json").stdout)
+    assert shown["status"] == "interrupted"
+    assert [s["status"] for s in shown["steps"]] == ["ok", "interrupted", "pending"]
+    with sqlite3.connect(cli.state / "journal.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 0
+    assert cli("resume", run_id).returncode == 0
+
+
+def test_two_concurrent_runs_with_one_lock_exactly_one_runs(cli: Cli) -> None:
+    """The second run exits 3 and names the holder."""
+    cli.write("runbooks/slow.yaml", SLOW.format(slow="verify_delay: 2"))
+    first = cli.popen("run", "slow")
+    second = cli.popen("run", "slow")
+    results = [p.communicate(timeout=30) for p in (first, second)]
+    codes = sorted([first.returncode, second.returncode])
+    assert codes == [0, 3], results
+    loser = results[[first.returncode, second.returncode].index(3)]
+    assert "lock 'slow/local' is held by run" in loser[1]
+    assert "actor tester on" in loser[1]
+    assert len(json.loads(cli("runs", "-o", "json").stdout)) == 1
+
+
+def test_runs_works_while_another_process_writes(cli: Cli) -> None:
+    """`runs` reads the journal while a long run commits transitions."""
+    steps = "\n".join(f"  - {{id: s{i}, uses: fake.noop}}" for i in range(300))
+    cli.write(
+        "runbooks/long.yaml",
+        f"apiVersion: crystal-runbook/v1\nkind: Runbook\nname: long\nsteps:\n{steps}\n",
+    )
+    proc = cli.popen("run", "long")
+    reads = 0
+    while proc.poll() is None:
+        listed = cli("runs", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        json.loads(listed.stdout)
+        reads += 1
+    proc.communicate()
+    assert proc.returncode == 0
+    assert reads >= 1
+
+
+def test_json_output_is_one_document_on_stdout(cli: Cli) -> None:
+    """`-o json` prints the run contract of design.md section 4, messages on stderr."""
+    cli.write("runbooks/slow.yaml", SLOW.format(slow="check_delay: 0"))
+    ran = cli("run", "slow", "-o", "json")
+    doc = json.loads(ran.stdout)
+    assert set(doc) >= {"id", "runbook", "env", "actor", "status", "started_at", "ended_at",
+                        "params", "steps"}
+    assert set(doc["steps"][0]) >= {"id", "uses", "status", "attempts", "started_at",
+                                    "ended_at", "outputs", "error"}
+    assert doc["status"] == "ok" and doc["actor"] == "tester"
+    assert "first" in ran.stderr
+
+
+def test_json_log_lines(cli: Cli) -> None:
+    """CRYSTAL_LOG_FORMAT=json turns progress into one JSON object per line."""
+    cli.write("runbooks/slow.yaml", SLOW.format(slow="check_delay: 0"))
+    ran = cli("run", "slow", CRYSTAL_LOG_FORMAT="json")
+    lines = [json.loads(line) for line in ran.stderr.splitlines() if line.strip()]
+    assert {"ts", "level", "run_id", "step", "status", "message"} <= set(lines[0])
+    assert [line["status"] for line in lines if line["step"] == "middle"] == [
+        "checking", "applying", "applied", "verifying", "ok",
+    ]
+
+
+def test_confirm_environment_refuses_without_yes(cli: Cli) -> None:
+    """Exit 4 without --yes in a confirm environment; --dry-run needs none."""
+    cli.write("runbooks/slow.yaml", SLOW.format(slow="check_delay: 0") + "confirm: [production]\n")
+    refused = cli("run", "slow", "--env", "production")
+    assert refused.returncode == 4
+    assert "'production' needs confirmation" in refused.stderr
+    planned = cli("run", "slow", "--dry-run", "--env", "production")
+    assert planned.returncode == 0
+    assert "would set first to 1" in planned.stdout
+    assert not (cli.state / "fake-applies.log").exists()
+    assert cli("run", "slow", "--env", "production", "--yes").returncode == 0
+    assert os.path.exists(cli.state / "fake-applies.log")
