@@ -46,7 +46,9 @@ class Cli:
     def argv(self, *args: str) -> list[str]:
         return [str(BIN / "crystal-runbook"), *args]
 
-    def __call__(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, timeout: float = 60, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.argv(*args),
             cwd=self.root,

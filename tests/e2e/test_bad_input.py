@@ -83,9 +83,15 @@ def test_broken_runbook_is_refused_with_its_position(cli: Cli, case: str) -> Non
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-p", "service=maia", "-p", "to_revision=abc"], "parameter 'to_revision': expected an integer"),
+        (
+            ["-p", "service=maia", "-p", "to_revision=abc"],
+            "parameter 'to_revision': expected an integer",
+        ),
         ([], "runbook 'good' needs parameter 'service' (string)"),
-        (["-p", "service=maia", "-p", "reason=" + "x" * 51], "51 characters, more than its limit of 50"),
+        (
+            ["-p", "service=maia", "-p", "reason=" + "x" * 51],
+            "51 characters, more than its limit of 50",
+        ),
         (["-p", "service"], "-p 'service': expected key=value"),
         (["-p", "service=maia", "-p", "to_revision=-1"], "below its minimum 0"),
         (["-p", "service=maia", "-p", "colour=red"], "runbook 'good' has no parameter 'colour'"),

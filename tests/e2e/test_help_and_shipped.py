@@ -32,12 +32,14 @@ def all_commands() -> list[list[str]]:
     return found
 
 
-@pytest.mark.parametrize("command", all_commands(), ids=lambda c: " ".join(c))
+@pytest.mark.parametrize("command", all_commands(), ids=" ".join)
 def test_every_command_has_help_with_an_example(command: list[str]) -> None:
     """`crystal-runbook <command> --help` exits 0 and shows an example."""
     out = subprocess.run(
         [sys.executable, "-m", "crystal_runbook", *command, "--help"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert "Usage:" in out.stdout
@@ -59,8 +61,9 @@ def test_help_imports_no_heavy_library() -> None:
 
 def test_shipped_runbooks_and_inventory_validate(cli: Cli) -> None:
     """`crystal-runbook validate` passes on what we ship."""
-    out = cli("--runbooks", str(REPO / "runbooks"), "--inventory", str(REPO / "inventory"),
-              "validate")
+    out = cli(
+        "--runbooks", str(REPO / "runbooks"), "--inventory", str(REPO / "inventory"), "validate"
+    )
     assert out.returncode == 0, out.stderr
     count = int(out.stdout.split()[0])
     assert count >= len(list((REPO / "runbooks").glob("*.yaml")))

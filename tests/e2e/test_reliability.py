@@ -64,8 +64,10 @@ PHASES = {
     "checking": ("check_delay: 1.5", lambda c: step_status(c.state, "middle") == "checking"),
     "applying-before-write": (
         "apply_delay: 3",
-        lambda c: step_status(c.state, "middle") == "applying"
-        and "middle=2" not in "".join(fakes.applies(c.state)),
+        lambda c: (
+            step_status(c.state, "middle") == "applying"
+            and "middle=2" not in "".join(fakes.applies(c.state))
+        ),
     ),
     "applying-after-write": (
         "apply_delay: 2",
@@ -169,11 +171,29 @@ def test_json_output_is_one_document_on_stdout(cli: Cli) -> None:
     cli.write("runbooks/slow.yaml", SLOW.format(slow="check_delay: 0"))
     ran = cli("run", "slow", "-o", "json")
     doc = json.loads(ran.stdout)
-    assert set(doc) >= {"id", "runbook", "env", "actor", "status", "started_at", "ended_at",
-                        "params", "steps"}
-    assert set(doc["steps"][0]) >= {"id", "uses", "status", "attempts", "started_at",
-                                    "ended_at", "outputs", "error"}
-    assert doc["status"] == "ok" and doc["actor"] == "tester"
+    assert set(doc) >= {
+        "id",
+        "runbook",
+        "env",
+        "actor",
+        "status",
+        "started_at",
+        "ended_at",
+        "params",
+        "steps",
+    }
+    assert set(doc["steps"][0]) >= {
+        "id",
+        "uses",
+        "status",
+        "attempts",
+        "started_at",
+        "ended_at",
+        "outputs",
+        "error",
+    }
+    assert doc["status"] == "ok"
+    assert doc["actor"] == "tester"
     assert "first" in ran.stderr
 
 
@@ -184,7 +204,11 @@ def test_json_log_lines(cli: Cli) -> None:
     lines = [json.loads(line) for line in ran.stderr.splitlines() if line.strip()]
     assert {"ts", "level", "run_id", "step", "status", "message"} <= set(lines[0])
     assert [line["status"] for line in lines if line["step"] == "middle"] == [
-        "checking", "applying", "applied", "verifying", "ok",
+        "checking",
+        "applying",
+        "applied",
+        "verifying",
+        "ok",
     ]
 
 

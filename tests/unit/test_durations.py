@@ -26,5 +26,8 @@ def test_rejected_forms_say_what_is_expected(bad: object) -> None:
 def test_format_is_short() -> None:
     """Human output stays short at every scale."""
     assert [format_duration(s) for s in (0.05, 12.34, 245, 3725)] == [
-        "50ms", "12.3s", "4m05s", "1h02m",
+        "50ms",
+        "12.3s",
+        "4m05s",
+        "1h02m",
     ]

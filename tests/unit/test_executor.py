@@ -65,7 +65,9 @@ class TestRetriesAndFailures:
         self, workspace: service.Workspace, write_runbook: Write
     ) -> None:
         """A change that takes time to settle is polled, not failed."""
-        write_runbook("settle", """
+        write_runbook(
+            "settle",
+            """
             apiVersion: crystal-runbook/v1
             kind: Runbook
             name: settle
@@ -74,7 +76,8 @@ class TestRetriesAndFailures:
                 uses: fake.set
                 with: {key: a, value: "1", verify_after: 0.3}
                 retry: {attempts: 50, delay: 0.05}
-        """)
+        """,
+        )
         result = workspace.run("settle", {})
         assert result.run.status == "ok"
         assert result.run.steps[0].attempts > 2
@@ -83,7 +86,9 @@ class TestRetriesAndFailures:
         self, workspace: service.Workspace, write_runbook: Write
     ) -> None:
         """The step fails with evidence; on_failure sees which step failed."""
-        write_runbook("stuck", """
+        write_runbook(
+            "stuck",
+            """
             apiVersion: crystal-runbook/v1
             kind: Runbook
             name: stuck
@@ -97,15 +102,18 @@ class TestRetriesAndFailures:
               - id: tell
                 uses: fake.output
                 with: {values: {failed: "{{ failed_step.id }}", error: "{{ failed_step.error }}"}}
-        """)
+        """,
+        )
         result = workspace.run("stuck", {})
         assert result.run.status == "failed"
         assert result.exit_code == 1
         assert isinstance(result.error, errors.VerificationFailed)
         main, tell = result.run.steps[0], result.run.steps[-1]
-        assert main.status == "failed" and "never settles" in (main.error or "")
+        assert main.status == "failed"
+        assert "never settles" in (main.error or "")
         assert result.run.steps[1].status == "pending"
-        assert tell.phase == "on_failure" and tell.outputs["failed"] == "a"
+        assert tell.phase == "on_failure"
+        assert tell.outputs["failed"] == "a"
         assert "verify did not hold" in tell.outputs["error"]
         assert fakes.read_state(workspace.state_dir).get("b") is None
 
@@ -113,13 +121,16 @@ class TestRetriesAndFailures:
         self, workspace: service.Workspace, write_runbook: Write
     ) -> None:
         """A 429/5xx-like failure is retried after a re-check."""
-        write_runbook("flaky", """
+        write_runbook(
+            "flaky",
+            """
             apiVersion: crystal-runbook/v1
             kind: Runbook
             name: flaky
             steps:
               - {id: a, uses: fake.set, with: {key: a, value: "1", fail_times: 2}}
-        """)
+        """,
+        )
         result = workspace.run("flaky", {})
         assert result.run.status == "ok"
         assert result.run.steps[0].attempts == 4  # three applies, one verification
@@ -129,13 +140,16 @@ class TestRetriesAndFailures:
         self, workspace: service.Workspace, write_runbook: Write
     ) -> None:
         """The failing step's error and tail of output are journalled."""
-        write_runbook("bad", """
+        write_runbook(
+            "bad",
+            """
             apiVersion: crystal-runbook/v1
             kind: Runbook
             name: bad
             steps:
               - {id: boom, uses: fake.fail, with: {message: "refused by the server"}}
-        """)
+        """,
+        )
         result = workspace.run("bad", {})
         run = workspace.show(result.run.id)
         assert run.status == "failed"
@@ -148,7 +162,9 @@ class TestTemplatesAtRunTime:
         self, workspace: service.Workspace, write_runbook: Write
     ) -> None:
         """`steps.<id>.outputs` of earlier steps are rendered just before a step runs."""
-        write_runbook("flow", """
+        write_runbook(
+            "flow",
+            """
             apiVersion: crystal-runbook/v1
             kind: Runbook
             name: flow
@@ -163,7 +179,8 @@ class TestTemplatesAtRunTime:
                 uses: fake.set
                 when: "not params.skip"
                 with: {key: never, value: "x"}
-        """)
+        """,
+        )
         result = workspace.run("flow", {})
         assert fakes.read_state(workspace.state_dir)["rev"] == "r7"
         assert result.run.steps[2].status == "skipped"
@@ -174,7 +191,9 @@ class TestTemplatesAtRunTime:
         self, workspace: service.Workspace, write_runbook: Write
     ) -> None:
         """A rendered value of the wrong type is exit 2 with the position, nothing journalled."""
-        write_runbook("typed", """
+        write_runbook(
+            "typed",
+            """
             apiVersion: crystal-runbook/v1
             kind: Runbook
             name: typed
@@ -183,7 +202,8 @@ class TestTemplatesAtRunTime:
             steps:
               - {id: a, uses: fake.set, with: {key: a, value: "1"}}
               - {id: b, uses: wait, with: {seconds: "{{ params.wait_for }}"}}
-        """)
+        """,
+        )
         with pytest.raises(errors.RunbookInvalid) as info:
             workspace.run("typed", {})
         assert "typed.yaml:8:32: steps[1].with.seconds: expected a duration" in str(info.value)
@@ -233,7 +253,8 @@ class TestConfirmationAndLocks:
         result = workspace.run("two", {})
         assert result.run.status == "ok"
         warnings = [e.message for e in sink_of(workspace).events if e.kind == "warning"]
-        assert warnings and "took over stale lock 'two/local' from run dead-run" in warnings[0]
+        assert warnings
+        assert "took over stale lock 'two/local' from run dead-run" in warnings[0]
         events = workspace.journal.events(result.run.id)
         assert any(e.kind == "warning" for e in events)
 
@@ -243,7 +264,9 @@ class TestInterruptAndResume:
         self, workspace: service.Workspace, write_runbook: Write
     ) -> None:
         """Ctrl-C mid-step: interrupted, lock free, resume completes without re-applying."""
-        write_runbook("slow", """
+        write_runbook(
+            "slow",
+            """
             apiVersion: crystal-runbook/v1
             kind: Runbook
             name: slow
@@ -252,7 +275,8 @@ class TestInterruptAndResume:
               - {id: a, uses: fake.set, with: {key: a, value: "1"}}
               - {id: b, uses: fake.set, with: {key: b, value: "2", verify_delay: 1}}
               - {id: c, uses: fake.set, with: {key: c, value: "3"}}
-        """)
+        """,
+        )
         timer = threading.Timer(0.3, _thread.interrupt_main)
         timer.start()
         result = workspace.run("slow", {})
@@ -268,14 +292,18 @@ class TestInterruptAndResume:
         assert resumed.run.status == "ok"
         assert [s.status for s in resumed.run.steps] == ["ok", "ok", "ok"]
         assert sorted(line.split()[0] for line in fakes.applies(workspace.state_dir)) == [
-            "a=1", "b=2", "c=3",
+            "a=1",
+            "b=2",
+            "c=3",
         ]
 
     def test_resume_after_failure_reruns_only_the_failed_step(
         self, workspace: service.Workspace, write_runbook: Write
     ) -> None:
         """Fix the cause, resume: done steps are not applied again."""
-        write_runbook("gate", """
+        write_runbook(
+            "gate",
+            """
             apiVersion: crystal-runbook/v1
             kind: Runbook
             name: gate
@@ -283,7 +311,8 @@ class TestInterruptAndResume:
               - {id: a, uses: fake.set, with: {key: a, value: "1"}}
               - {id: wait-gate, uses: fake.gate, with: {key: gate}, timeout: 0.3s}
               - {id: c, uses: fake.set, with: {key: c, value: "3"}}
-        """)
+        """,
+        )
         failed = workspace.run("gate", {})
         assert failed.run.status == "failed"
         fakes.set_state(workspace.state_dir, "gate", "open")
@@ -298,10 +327,12 @@ class TestSecrets:
         self, workspace: service.Workspace, write_runbook: Write, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Environment secrets and secret parameters are masked in every journal row."""
-        token = "xoxb-1234567890-abcdefghijkl"  # test value, not a real token
+        token = "xoxb-1234567890-abcdefghijkl"  # noqa: S105 - a fake token for the test
         monkeypatch.setenv("SLACK_BOT_TOKEN", token)
         monkeypatch.setenv("CRYSTAL_DATABASE_URL", "postgresql://crystal:hunter2pass@db/crystal")
-        write_runbook("leak", """
+        write_runbook(
+            "leak",
+            """
             apiVersion: crystal-runbook/v1
             kind: Runbook
             name: leak
@@ -311,10 +342,13 @@ class TestSecrets:
             steps:
               - {id: a, uses: fake.output, with: {values: {note: "{{ params.note }}", key: "{{ params.api_key }}"}}}
               - {id: b, uses: fake.fail, with: {message: "{{ params.note }}"}}
-        """)
+        """,
+        )
         ws = service.Workspace(
-            state_dir=workspace.state_dir, runbooks_dir=workspace.runbooks_dir,
-            inventory_dir=workspace.inventory_dir, action_modules=("crystal_runbook.testing",),
+            state_dir=workspace.state_dir,
+            runbooks_dir=workspace.runbooks_dir,
+            inventory_dir=workspace.inventory_dir,
+            action_modules=("crystal_runbook.testing",),
         )
         note = f"token {token} db postgresql://crystal:hunter2pass@db/crystal"
         ws.run("leak", {"note": note, "api_key": "s3cr3t-value-42"})

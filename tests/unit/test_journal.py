@@ -14,8 +14,15 @@ from crystal_runbook.engine.secrets import Redactor
 
 def make_run(run_id: str, started: str, service: str = "maia") -> journal.RunRecord:
     return journal.RunRecord(
-        id=run_id, runbook="rollback", env="staging", actor="a", status="ok",
-        started_at=started, service=service, host="h", pid=1,
+        id=run_id,
+        runbook="rollback",
+        env="staging",
+        actor="a",
+        status="ok",
+        started_at=started,
+        service=service,
+        host="h",
+        pid=1,
         steps=[journal.StepRecord(run_id=run_id, phase="main", index=0, id="s", uses="wait")],
     )
 
@@ -64,7 +71,8 @@ class TestRecords:
         text = r.text("sig abcdef123456 xoxp-11111-22222-abcdef https://u:pw1234@h/x home /root")
         assert text == "sig ***** ***** https://u:*****@h/x home /root"
         assert r.data({"DB_PASSWORD": "x", "n": ["abcdef123456"]}) == {
-            "DB_PASSWORD": "*****", "n": ["*****"],
+            "DB_PASSWORD": "*****",
+            "n": ["*****"],
         }
 
 
@@ -85,7 +93,8 @@ class TestConcurrency:
         while thread.is_alive():
             reads.append(len(reader.list_runs(limit=20)))
         thread.join()
-        assert reads and all(0 <= n <= 20 for n in reads)
+        assert reads
+        assert all(0 <= n <= 20 for n in reads)
         assert len(reader.list_runs(limit=1000)) == total
         reader.close()
         writer.close()

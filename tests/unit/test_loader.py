@@ -64,12 +64,19 @@ class TestStructure:
 
     def test_unknown_with_key(self, check: Callable[[str], list[str]]) -> None:
         """`with:` accepts only the action's arguments."""
-        found = check(HEADER + "steps:\n  - id: a\n    uses: wait\n    with: {seconds: 1, secs: 2}\n")
-        assert found == ["t.yaml:7:24: steps[0].with.secs: unknown key; remove it or check its spelling"]
+        found = check(
+            HEADER + "steps:\n  - id: a\n    uses: wait\n    with: {seconds: 1, secs: 2}\n"
+        )
+        assert found == [
+            "t.yaml:7:24: steps[0].with.secs: unknown key; remove it or check its spelling"
+        ]
 
     def test_bad_param_default(self, check: Callable[[str], list[str]]) -> None:
         """Defaults must have the parameter's type."""
-        text = HEADER + "params:\n  n: {type: integer, default: many}\nsteps:\n  - {id: a, uses: fake.noop}\n"
+        text = (
+            HEADER
+            + "params:\n  n: {type: integer, default: many}\nsteps:\n  - {id: a, uses: fake.noop}\n"
+        )
         assert "default of parameter 'n': expected an integer" in check(text)[0]
 
     def test_all_problems_reported_together(self, check: Callable[[str], list[str]]) -> None:
@@ -83,7 +90,10 @@ class TestStructure:
 class TestTemplates:
     def test_undefined_name(self, check: Callable[[str], list[str]]) -> None:
         """Undefined names are found statically, at the value's position."""
-        text = HEADER + "steps:\n  - id: a\n    uses: fake.output\n    with: {values: {x: '{{ servce.name }}'}}\n"
+        text = (
+            HEADER
+            + "steps:\n  - id: a\n    uses: fake.output\n    with: {values: {x: '{{ servce.name }}'}}\n"
+        )
         found = check(text)
         assert found[0].startswith("t.yaml:7:21: undefined name 'servce' in template")
 
@@ -122,7 +132,10 @@ class TestTemplates:
             "steps:\n  - {id: a, uses: fake.noop}\n"
             "on_failure:\n  - {uses: fake.output, with: {values: {x: '{{ failed_step.id }}'}}}\n"
         )
-        bad = HEADER + "steps:\n  - {id: a, uses: fake.output, with: {values: {x: '{{ failed_step.id }}'}}}\n"
+        bad = (
+            HEADER
+            + "steps:\n  - {id: a, uses: fake.output, with: {values: {x: '{{ failed_step.id }}'}}}\n"
+        )
         assert check(bad)[0].endswith(
             "undefined name 'failed_step' in template; names available here: env, params, run, "
             "service, steps, target"

@@ -43,7 +43,13 @@ class TestResolve:
         """Command-line strings become the declared types; absent ones take defaults."""
         got = params.resolve(
             SPECS,
-            {"service": "maia", "to_revision": "3", "force": "yes", "since": "90s", "hosts": "a, b"},
+            {
+                "service": "maia",
+                "to_revision": "3",
+                "force": "yes",
+                "since": "90s",
+                "hosts": "a, b",
+            },
             runbook="rb",
         )
         assert got["to_revision"] == 3
@@ -93,4 +99,7 @@ class TestResolve:
     def test_secret_values_are_redacted_for_the_journal(self) -> None:
         """Secret parameters are masked in what gets journalled."""
         specs = {"token": ParamSpec(secret=True), "name": ParamSpec()}
-        assert params.redact(specs, {"token": "abc", "name": "n"}) == {"token": "*****", "name": "n"}
+        assert params.redact(specs, {"token": "abc", "name": "n"}) == {
+            "token": "*****",
+            "name": "n",
+        }
