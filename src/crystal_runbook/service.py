@@ -11,6 +11,9 @@ import getpass
 import importlib
 import os
 import re
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,7 +28,7 @@ from crystal_runbook.engine import loader, model, yamlsource
 from crystal_runbook.engine import locks as locks_mod
 from crystal_runbook.engine import params as params_mod
 from crystal_runbook.engine.events import Sink
-from crystal_runbook.engine.registry import Action, Registry
+from crystal_runbook.engine.registry import Action, Registry, StepContext
 from crystal_runbook.engine.secrets import Redactor
 
 ACTION_MODULES_ENV = "CRYSTAL_ACTION_MODULES"
@@ -104,14 +107,21 @@ class Workspace:
     def journal(self) -> journal_mod.SqliteJournal:
         return journal_mod.open_journal(self.state_dir, redactor=self.redactor)
 
-    def lock_backends(self) -> list[locks_mod.LockBackend]:
-        return [locks_mod.SqliteLocks(self.journal.path)]
+    def lock_backends(self, target: Mapping[str, Any] | None = None) -> list[locks_mod.LockBackend]:
+        """This machine's lock, plus a Kubernetes Lease when the target lives in a cluster."""
+        backends: list[locks_mod.LockBackend] = [locks_mod.SqliteLocks(self.journal.path)]
+        if target and target.get("kubernetes"):
+            from crystal_runbook.kube import client as kube_client
+            from crystal_runbook.kube import lease
 
-    def executor(self) -> executor_mod.Executor:
+            backends.append(lease.LeaseLocks(kube_client.KubeTarget.from_target(target)))
+        return backends
+
+    def executor(self, request: executor_mod.Request | None = None) -> executor_mod.Executor:
         return executor_mod.Executor(
             registry=self.registry,
             journal=self.journal,
-            lock_backends=self.lock_backends(),
+            lock_backends=self.lock_backends(request.target if request else None),
             state_dir=self.state_dir,
             sink=self.sink,
             confirm=self.confirm,
@@ -121,6 +131,9 @@ class Workspace:
     def close(self) -> None:
         if "journal" in self.__dict__:
             self.journal.close()
+        kube = sys.modules.get("crystal_runbook.kube.client")
+        if kube is not None:  # only if this process talked to a cluster
+            kube.close_all()
 
     def resolve_env(self) -> str:
         """--env, else $CRYSTAL_ENV (folded in by the shell), else the inventory's default."""
@@ -188,7 +201,7 @@ class Workspace:
         self, runbook: str, params: Mapping[str, Any], *, allow_paths: bool = True
     ) -> tuple[executor_mod.Request, list[executor_mod.PlannedStep]]:
         request = self.request(runbook, params, allow_paths=allow_paths)
-        return request, self.executor().plan(request)
+        return request, self.executor(request).plan(request)
 
     def run(
         self,
@@ -203,7 +216,7 @@ class Workspace:
         request = self.request(
             runbook, params, assume_yes=assume_yes, allow_paths=allow_paths, drill=drill, meta=meta
         )
-        return self.executor().run(request)
+        return self.executor(request).run(request)
 
     def resume(self, run_id: str, *, assume_yes: bool = False) -> executor_mod.RunResult:
         """Continue a run from the journal, with the runbook text and target it started with."""
@@ -237,7 +250,122 @@ class Workspace:
             meta=run.meta,
             redacted_params=run.params,
         )
-        return self.executor().resume(run, request)
+        return self.executor(request).resume(run, request)
+
+    # -- on-call commands that are not runbooks ----------------------------------------------
+
+    def target(self, service: str) -> tuple[str, dict[str, Any]]:
+        """(environment, the service's block there) for `health` and `logs`.
+
+        Raises:
+            errors.TargetNotFound: unknown service or environment.
+        """
+        env = self.resolve_env()
+        return env, self.inventory.target(service, env).model_dump(mode="json")
+
+    def _context(
+        self, service: str, env: str, target: Mapping[str, Any], step: str, timeout: float
+    ) -> StepContext:
+        return StepContext(
+            run_id="health",
+            step_id=step,
+            env=env,
+            actor=self.actor,
+            service=service,
+            target=target,
+            state_dir=self.state_dir,
+            dry_run=True,
+            deadline=time.monotonic() + timeout,
+        )
+
+    def health(self, service: str) -> dict[str, Any]:
+        """The service now: its health URL, its Deployment's rollout, its trigger rules.
+
+        Returns the `health` JSON document of design.md section 4.
+        """
+        env, target = self.target(service)
+        checks: list[dict[str, Any]] = []
+        probes = [
+            ("health_url", "http.health", bool(target.get("health_url"))),
+            ("deployment", "k8s.rollout_status", bool(target.get("kubernetes"))),
+        ]
+        for name, uses, present in probes:
+            if not present:
+                continue
+            action = self.registry.get(uses)
+            ctx = self._context(service, env, target, name, timeout=10.0)
+            try:
+                found = action.check(action.Args.model_validate({}), ctx)
+                checks.append(
+                    {
+                        "name": name,
+                        "ok": found.satisfied,
+                        "detail": found.summary,
+                        "outputs": dict(found.outputs),
+                    }
+                )
+            except errors.CrystalError as exc:
+                checks.append({"name": name, "ok": False, "detail": exc.message, "outputs": {}})
+        rules: list[dict[str, Any]] = []
+        healthy = (
+            bool(checks)
+            and all(c["ok"] for c in checks)
+            and not any(r.get("state") == "firing" for r in rules)
+        )
+        return {
+            "service": service,
+            "env": env,
+            "healthy": healthy,
+            "checks": checks,
+            "rules": rules,
+        }
+
+    def logs(
+        self,
+        service: str,
+        *,
+        since: float | None,
+        tail: int | None,
+        grep: str | None,
+        follow: bool,
+        emit: Callable[[str], None],
+        stop: threading.Event,
+        until: float | None = None,
+    ) -> int:
+        """Print the logs of every pod of the service (following across rollouts)."""
+        from crystal_runbook.kube import client as kube_client
+        from crystal_runbook.kube import logs as kube_logs
+
+        _, target = self.target(service)
+        kube_target = kube_client.KubeTarget.from_target(target)
+        kube = kube_client.connect(kube_target)
+        if follow:
+            kube_logs.follow(
+                kube,
+                kube_target,
+                since=since,
+                tail=tail,
+                grep=grep,
+                container=kube_target.container,
+                emit=emit,
+                stop=stop,
+                until=until,
+            )
+            return 0
+        count = 0
+        for line in kube_logs.recent(
+            kube,
+            kube_target,
+            since=since,
+            tail=tail,
+            grep=grep,
+            container=kube_target.container,
+            limit=100_000,
+            deadline=time.monotonic() + 60,
+        ):
+            emit(line)
+            count += 1
+        return count
 
     # -- history -----------------------------------------------------------------------------
 

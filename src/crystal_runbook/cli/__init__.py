@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from crystal_runbook.cli import _common, _hoist, runbooks, runs, sandbox
+from crystal_runbook.cli import _common, _hoist, oncall, runbooks, runs, sandbox
 
 app = typer.Typer(
     name="crystal-runbook",
@@ -76,6 +76,7 @@ def root(
     )
 
 
+oncall.register(app)
 runbooks.register(app)
 runs.register(app)
 app.add_typer(sandbox.app, name="sandbox")

@@ -64,7 +64,7 @@ def execute(
                 _output.progress(opts, _output.step_list(request), title) as sink,
             ):
                 ws.sink = sink
-                result = ws.executor().run(request)
+                result = ws.executor(request).run(request)
         finally:
             ws.close()
         _output.show_result(opts, result)

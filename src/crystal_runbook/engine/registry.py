@@ -135,6 +135,13 @@ class Args(BaseModel):
 BUILTIN: dict[str, str] = {
     "wait": "crystal_runbook.actions.basic:Wait",
     "approval": "crystal_runbook.actions.basic:Approval",
+    "http.health": "crystal_runbook.actions.http:Health",
+    "k8s.rollout_undo": "crystal_runbook.actions.kubernetes:RolloutUndo",
+    "k8s.set_env": "crystal_runbook.actions.kubernetes:SetEnv",
+    "k8s.set_image": "crystal_runbook.actions.kubernetes:SetImage",
+    "k8s.scale": "crystal_runbook.actions.kubernetes:Scale",
+    "k8s.rollout_status": "crystal_runbook.actions.kubernetes:RolloutStatus",
+    "k8s.logs": "crystal_runbook.actions.kubernetes:Logs",
 }
 
 

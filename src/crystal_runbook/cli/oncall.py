@@ -1,0 +1,171 @@
+"""The on-call commands of the source checklist: `rollback`, `scale`, `logs`, `health`.
+
+`rollback` and `scale` run the shipped runbooks (`rollback.yaml`, `scale-up.yaml`) so they
+get every guarantee of the engine; `logs` and `health` read the service directly.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Annotated
+
+import typer
+
+from crystal_runbook.cli import _common, _output
+from crystal_runbook.cli.runbooks import execute, workspace
+
+ServiceArg = Annotated[str, typer.Argument(help="Service name from inventory/services.yaml.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Only plan: check, change nothing.")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Confirm environments that need it.")]
+
+
+def rollback_cmd(
+    ctx: typer.Context,
+    service: ServiceArg,
+    to_revision: Annotated[
+        int,
+        typer.Option("--to-revision", min=0, help="Revision to go back to (0: the previous one)."),
+    ] = 0,
+    dry_run: DryRun = False,
+    yes: Yes = False,
+    reason: Annotated[
+        str,
+        typer.Option("--reason", help="Why (goes into the journal and the incident document)."),
+    ] = "",
+) -> None:
+    """Roll a service back to its previous release, in legacy mode, and verify it.
+
+    Example: crystal-runbook rollback maia --env production --reason "p99 above 2s"
+    """
+    params: dict[str, object] = {
+        "service": service,
+        "to_revision": to_revision,
+        "reason": reason,
+    }
+    execute(ctx, "rollback", params, dry_run=dry_run, assume_yes=yes)
+
+
+def scale_cmd(
+    ctx: typer.Context,
+    service: ServiceArg,
+    replicas: Annotated[int, typer.Option("--replicas", help="Desired replicas.")],
+    force: Annotated[bool, typer.Option("--force", help="Allow more than 1000 replicas.")] = False,
+    hpa: Annotated[
+        str,
+        typer.Option("--hpa", help="If an HPA would undo it: warn, or adjust its minReplicas."),
+    ] = "warn",
+    dry_run: DryRun = False,
+    yes: Yes = False,
+) -> None:
+    """Scale a service's Deployment and wait until the replicas are available.
+
+    Example: crystal-runbook scale maia --replicas 10 --env production --yes
+    """
+    params: dict[str, object] = {
+        "service": service,
+        "replicas": replicas,
+        "force": force,
+        "hpa": hpa,
+    }
+    execute(ctx, "scale-up", params, dry_run=dry_run, assume_yes=yes)
+
+
+def logs_cmd(
+    ctx: typer.Context,
+    service: ServiceArg,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only newer lines, e.g. 10m.")
+    ] = None,
+    tail: Annotated[
+        int | None, typer.Option("--tail", min=1, help="Lines per pod to start with.")
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", "-f", help="Keep following, across pod restarts and rollouts."),
+    ] = False,
+    grep: Annotated[
+        str | None, typer.Option("--grep", help="Only lines matching this regular expression.")
+    ] = None,
+) -> None:
+    """Logs of every pod of the service, prefixed with the pod name.
+
+    Example: crystal-runbook logs maia --since 10m --grep error -f
+    """
+    opts = _common.options(ctx)
+    with _common.handle_errors():
+        import re
+
+        from crystal_runbook import errors
+        from crystal_runbook.engine import durations
+
+        try:
+            since_seconds = durations.parse_duration(since) if since else None
+        except ValueError as exc:
+            raise errors.ParamError(f"--since: {exc}") from None
+        if grep is not None:
+            if len(grep) > 200:
+                raise errors.ParamError("--grep: longer than 200 characters")
+            try:
+                re.compile(grep)
+            except re.error as exc:
+                raise errors.ParamError(f"--grep: not a regular expression: {exc}") from None
+        ws = workspace(opts)
+        stop = threading.Event()
+
+        def emit(line: str) -> None:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+
+        try:
+            with _common.sigterm_as_interrupt():
+                ws.logs(
+                    service,
+                    since=since_seconds,
+                    tail=tail if tail is not None else (10 if follow else 100),
+                    grep=grep,
+                    follow=follow,
+                    emit=emit,
+                    stop=stop,
+                )
+        except KeyboardInterrupt:
+            stop.set()
+        finally:
+            ws.close()
+
+
+def health_cmd(ctx: typer.Context, service: ServiceArg) -> None:
+    """The service now: health URL, rollout status (and trigger rules); exit 1 if unhealthy.
+
+    Example: crystal-runbook health maia --env production -o json
+    """
+    opts = _common.options(ctx)
+    with _common.handle_errors():
+        ws = workspace(opts)
+        try:
+            report = ws.health(service)
+        finally:
+            ws.close()
+        if opts.json:
+            _output.print_json(report)
+        else:
+            state = "healthy" if report["healthy"] else "NOT HEALTHY"
+            print(f"{service} in {report['env']}: {state}")
+            for check in report["checks"]:
+                mark = "ok " if check["ok"] else "BAD"
+                print(f"  {mark} {check['name']:<12} {check['detail']}")
+            for rule in report["rules"]:
+                print(
+                    f"  {rule['state']:<9} {rule['name']:<24} value={rule.get('value')} "
+                    f"threshold={rule.get('threshold')}"
+                )
+        if not report["healthy"]:
+            raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the root app."""
+    app.command("rollback")(rollback_cmd)
+    app.command("scale")(scale_cmd)
+    app.command("logs")(logs_cmd)
+    app.command("health")(health_cmd)
