@@ -1,0 +1,262 @@
+"""The `scrape` source: read the service's Prometheus text directly, for teams without Prometheus.
+
+Each evaluation fetches every target URL once (in parallel), parses the text with
+prometheus-client's parser, and appends the samples to a bounded ring: per target, scrapes
+newer than the longest range any query needs (plus a margin), at most ``MAX_SCRAPES``.
+Queries are answered from the ring by the PromQL subset in ``promql``; like Prometheus, each
+target's samples carry ``job`` (the service) and ``instance`` (host:port) labels, and a
+failed scrape makes that target's series vanish (Prometheus' staleness) instead of leaving
+old numbers looking current.
+
+A fresh source has no past, and ``rate()`` needs two samples: when a query uses a range,
+the first refresh scrapes twice, ``MIN_GAP`` apart, so even `watch --once` gets a rate.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from crystal_runbook.engine.secrets import Redactor
+from crystal_runbook.triggers import promql
+from crystal_runbook.triggers.promql import Labels, Series
+from crystal_runbook.triggers.sources import (
+    QueryRejected,
+    SourceKind,
+    SourceSpec,
+    SourceUnavailable,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+MAX_SCRAPES = 4000
+"""Scrapes kept per target: 66 minutes at one per second; bounds memory whatever the ranges."""
+MIN_GAP = 1.0
+"""Seconds between the two scrapes of a fresh source (rate() needs two samples)."""
+MAX_BODY = 10 * 1024 * 1024
+"""A /metrics page larger than this is refused (a real service's page is kilobytes)."""
+LOOKBACK = 300.0
+"""An instant selector ignores a target's last scrape older than this (Prometheus: 5 min)."""
+
+
+@dataclass
+class Scrape:
+    """One fetch of one target: its samples, or why it failed."""
+
+    at: float
+    samples: dict[Labels, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+class Ring:
+    """Scrapes per target, oldest first, bounded by age and count; safe across threads."""
+
+    def __init__(self, *, keep_seconds: float = 600.0, max_scrapes: int = MAX_SCRAPES) -> None:
+        self.keep_seconds = keep_seconds
+        self._scrapes: dict[str, deque[Scrape]] = {}
+        self._max = max_scrapes
+        self._lock = threading.Lock()
+
+    def add(self, target: str, scrape: Scrape) -> None:
+        with self._lock:
+            ring = self._scrapes.setdefault(target, deque(maxlen=self._max))
+            ring.append(scrape)
+            horizon = scrape.at - self.keep_seconds
+            while len(ring) > 2 and ring[0].at < horizon:
+                ring.popleft()
+
+    def count_ok(self, target: str) -> int:
+        with self._lock:
+            return sum(1 for s in self._scrapes.get(target, ()) if s.error is None)
+
+    def latest(self, target: str) -> Scrape | None:
+        with self._lock:
+            ring = self._scrapes.get(target)
+            return ring[-1] if ring else None
+
+    def targets(self) -> list[str]:
+        with self._lock:
+            return list(self._scrapes)
+
+    def instant(self, selector: promql.Selector, at: float) -> list[Series]:
+        out: list[Series] = []
+        with self._lock:
+            for ring in self._scrapes.values():
+                last = next((s for s in reversed(ring) if s.at <= at), None)
+                if last is None or last.error is not None or at - last.at > LOOKBACK:
+                    continue
+                out.extend(
+                    Series(labels, value)
+                    for labels, value in last.samples.items()
+                    if selector.matches(dict(labels))
+                )
+        return out
+
+    def window(
+        self, selector: promql.Selector, start: float, end: float
+    ) -> list[tuple[Labels, list[tuple[float, float]]]]:
+        series: dict[Labels, list[tuple[float, float]]] = {}
+        with self._lock:
+            for ring in self._scrapes.values():
+                for scrape in ring:
+                    if scrape.error is not None or not start < scrape.at <= end:
+                        continue
+                    for labels, value in scrape.samples.items():
+                        if selector.matches(dict(labels)):
+                            series.setdefault(labels, []).append((scrape.at, value))
+        return list(series.items())
+
+
+def parse_text(text: str, *, job: str, instance: str) -> dict[Labels, float]:
+    """Samples of a Prometheus text page, each with ``__name__``, ``job`` and ``instance``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples: dict[Labels, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            labels.setdefault("job", job)
+            labels.setdefault("instance", instance)
+            labels[promql.NAME] = sample.name
+            samples[tuple(sorted(labels.items()))] = float(sample.value)
+    return samples
+
+
+class ScrapeSource:
+    """Scrapes target URLs into a ring and answers the PromQL subset from it."""
+
+    kind: SourceKind = "scrape"
+
+    def __init__(
+        self,
+        spec: SourceSpec,
+        *,
+        redactor: Redactor,
+        needs_history: bool = False,
+        ring: Ring | None = None,
+    ) -> None:
+        import httpx
+
+        self.spec = spec
+        self.redactor = redactor
+        self.targets = list(spec.urls or (spec.url,))
+        self.needs_history = needs_history
+        self.ring = ring if ring is not None else Ring()
+        self._parsed: dict[str, promql.Node] = {}
+        self._client: httpx.Client = httpx.Client(
+            timeout=httpx.Timeout(spec.timeout), follow_redirects=True
+        )
+        self._pool = (
+            ThreadPoolExecutor(max_workers=min(8, len(self.targets)), thread_name_prefix="scrape")
+            if len(self.targets) > 1
+            else None
+        )
+
+    def keep_for(self, seconds: float) -> None:
+        """Keep at least ``seconds`` of scrapes (the longest range of any query, plus margin)."""
+        self.ring.keep_seconds = max(self.ring.keep_seconds, seconds)
+
+    def refresh(self, now: float) -> None:
+        self._scrape_all()
+        if self.needs_history and any(self.ring.count_ok(t) < 2 for t in self.targets):
+            time.sleep(MIN_GAP)
+            self._scrape_all()
+
+    def _scrape_all(self) -> None:
+        if self._pool is None:
+            for target in self.targets:
+                self._scrape(target)
+            return
+        list(self._pool.map(self._scrape, self.targets))
+
+    def _scrape(self, target: str) -> None:
+        import httpx
+
+        started = time.time()
+        shown = self.redactor.text(target)
+        try:
+            response = self._client.get(target, headers={"Accept": "text/plain"})
+            if response.status_code != 200:
+                raise SourceUnavailable(f"{shown} answered HTTP {response.status_code}")
+            if len(response.content) > MAX_BODY:
+                raise SourceUnavailable(f"{shown} sent more than {MAX_BODY // 1024 // 1024} MiB")
+            parts = urlsplit(target)
+            samples = parse_text(
+                response.text, job=self.spec.job, instance=parts.netloc.rsplit("@", 1)[-1]
+            )
+        except httpx.TimeoutException:
+            error = f"{shown} did not answer within {self.spec.timeout:g}s"
+        except httpx.HTTPError as exc:
+            error = f"{shown} is unreachable: {self.redactor.text(str(exc)) or type(exc).__name__}"
+        except SourceUnavailable as exc:
+            error = exc.message
+        except ValueError as exc:  # the text is not Prometheus exposition format
+            error = f"{shown} did not send Prometheus text: {exc}"
+        else:
+            self.ring.add(target, Scrape(at=started, samples=samples))
+            return
+        self.ring.add(target, Scrape(at=started, error=error))
+
+    def failures(self) -> list[str]:
+        """Why the latest scrape of each failing target failed."""
+        found = []
+        for target in self.targets:
+            last = self.ring.latest(target)
+            if last is not None and last.error is not None:
+                found.append(last.error)
+        return found
+
+    def query(self, text: str, at: float, params: Mapping[str, Any] | None = None) -> list[Series]:
+        node = self._parse(text)
+        self.keep_for(promql.longest_range(node) + 60.0)
+        failures = self.failures()
+        if failures and len(failures) == len(self.targets):
+            raise SourceUnavailable(
+                "no target could be scraped: " + "; ".join(failures),
+                hint="check the service's metrics URL (inventory) and that it is up",
+            )
+        try:
+            value = promql.evaluate(node, self.ring, at)
+        except promql.PromQLError as exc:
+            raise QueryRejected(f"cannot evaluate {text!r}: {exc.message}") from None
+        if isinstance(value, list):
+            return value
+        return [] if math.isnan(value) else [Series((), value)]
+
+    def query_range(
+        self, text: str, start: float, end: float, step: float
+    ) -> list[tuple[float, list[Series]]]:
+        node = self._parse(text)
+        out: list[tuple[float, list[Series]]] = []
+        t = start
+        while t <= end + 1e-9:
+            value = promql.evaluate(node, self.ring, t)
+            out.append((t, value if isinstance(value, list) else [Series((), value)]))
+            t += step
+        return out
+
+    def _parse(self, text: str) -> promql.Node:
+        node = self._parsed.get(text)
+        if node is None:
+            try:
+                node = promql.parse(text)
+            except promql.PromQLError as exc:
+                raise QueryRejected(
+                    f"the scrape source cannot run {text!r}: {exc.message} (at character "
+                    f"{exc.pos + 1})"
+                ) from None
+            self._parsed[text] = node
+        return node
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._client.close()
