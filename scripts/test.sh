@@ -13,7 +13,7 @@ fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 
 # Debian packages the integration tests start on loopback (none are started as services).
-debs=()
+debs=(prometheus postgresql)
 missing=()
 for pkg in "${debs[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

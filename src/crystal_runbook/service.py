@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crystal_runbook import errors
 from crystal_runbook.engine import executor as executor_mod
@@ -30,6 +30,11 @@ from crystal_runbook.engine import params as params_mod
 from crystal_runbook.engine.events import Sink
 from crystal_runbook.engine.registry import Action, Registry, StepContext
 from crystal_runbook.engine.secrets import Redactor
+
+if TYPE_CHECKING:
+    from crystal_runbook.triggers.evaluator import Report
+    from crystal_runbook.triggers.loader import Bound
+    from crystal_runbook.triggers.watch import Notice, WatchSettings
 
 ACTION_MODULES_ENV = "CRYSTAL_ACTION_MODULES"
 """Comma-separated modules whose ``ACTIONS`` tuple adds actions (plugins, test fakes)."""
@@ -93,7 +98,13 @@ class Workspace:
 
     @cached_property
     def registry(self) -> Registry:
-        return build_registry(self.action_modules)
+        from crystal_runbook.actions import metrics
+
+        registry = build_registry(self.action_modules)
+        checker = registry.get("metrics.check") if "metrics.check" in registry else None
+        if isinstance(checker, metrics.MetricsCheck):  # its rules: this workspace's triggers
+            checker.triggers_file = self.inventory_dir / "triggers.yaml"
+        return registry
 
     @cached_property
     def inventory(self) -> inventory_mod.Inventory:
@@ -307,11 +318,12 @@ class Workspace:
             except errors.CrystalError as exc:
                 checks.append({"name": name, "ok": False, "detail": exc.message, "outputs": {}})
         rules: list[dict[str, Any]] = []
-        healthy = (
-            bool(checks)
-            and all(c["ok"] for c in checks)
-            and not any(r.get("state") == "firing" for r in rules)
-        )
+        rules_healthy = True
+        if (self.inventory_dir / "triggers.yaml").exists():
+            report = self.trigger_report(service)
+            if report is not None:
+                rules, rules_healthy = report.as_json()["rules"], report.healthy
+        healthy = bool(checks) and all(c["ok"] for c in checks) and rules_healthy
         return {
             "service": service,
             "env": env,
@@ -367,6 +379,89 @@ class Workspace:
             count += 1
         return count
 
+    # -- rollback triggers -------------------------------------------------------------------
+
+    def bound_triggers(self, service: str, *, path: Path | None = None) -> Bound:
+        """``service``'s trigger rules for this environment, each with its source decided.
+
+        Raises:
+            errors.InputError: unknown service or environment, an invalid triggers file
+                (file:line:column), or a source whose URL variable is not set (exit 2).
+        """
+        from crystal_runbook.triggers import loader as triggers_loader
+
+        env = self.resolve_env()
+        target = self.inventory.target(service, env)
+        file = path or self.inventory_dir / triggers_loader.FILENAME
+        loaded = triggers_loader.load(file, display=_display(file))
+        return triggers_loader.bind(loaded, service, env, target)
+
+    def trigger_report(self, service: str, *, path: Path | None = None) -> Report | None:
+        """One evaluation of the service's rules now (for `health`), reading saved windows.
+
+        Returns None when the triggers file has no rules for ``service``.
+        """
+        from crystal_runbook.triggers import evaluator, store, watch
+
+        try:
+            bound = self.bound_triggers(service, path=path)
+        except errors.TargetNotFound:
+            if service in self.inventory.services:
+                return None  # the service exists, it simply has no rules
+            raise
+        with evaluator.Evaluator(bound, redactor=self.redactor) as ev:
+            saved = store.load(store.path_for(self.state_dir, service, bound.env))
+            rules_data = saved.get("rules")
+            if isinstance(rules_data, dict):
+                ev.restore(rules_data, now=time.time(), max_age=watch.WatchSettings().state_ttl)
+            return ev.evaluate()
+
+    def watch(
+        self,
+        service: str,
+        *,
+        settings: WatchSettings,
+        notify: Callable[[Notice], None],
+        on_report: Callable[[Report], None],
+        path: Path | None = None,
+        once: bool = False,
+        stop: threading.Event | None = None,
+        approve: Callable[[str], bool] | None = None,
+    ) -> Report:
+        """Evaluate the service's rules every ``settings.interval`` (or once); returns the last
+        report. A firing rollback rule runs `rollback` through ``run`` when auto-rollback is on.
+        """
+        from crystal_runbook.triggers import evaluator, store
+        from crystal_runbook.triggers import watch as watch_mod
+
+        bound = self.bound_triggers(service, path=path)
+
+        def rollback(reason: str, evidence: dict[str, Any]) -> watch_mod.RollbackAttempt:
+            try:
+                result = self.run(
+                    "rollback",
+                    {"service": service, "reason": reason},
+                    assume_yes=True,  # --auto-rollback is the operator's consent
+                    allow_paths=False,
+                    meta={"trigger": evidence},
+                )
+            except errors.CrystalError as exc:
+                return watch_mod.RollbackAttempt(None, "refused", self.redactor.text(str(exc)))
+            if result.run.status == "interrupted":
+                raise errors.Interrupted(f"rollback run {result.run.id} interrupted")
+            return watch_mod.RollbackAttempt(result.run.id, result.run.status, result.run.error)
+
+        with evaluator.Evaluator(bound, redactor=self.redactor) as ev:
+            watcher = watch_mod.Watcher(
+                ev,
+                settings=settings,
+                notify=notify,
+                rollback=rollback,
+                approve=approve,
+                state_path=store.path_for(self.state_dir, service, bound.env),
+            )
+            return watcher.run(once=once, stop=stop, on_report=on_report)
+
     # -- history -----------------------------------------------------------------------------
 
     def runs(self, *, service: str | None = None, limit: int = 20) -> list[journal_mod.RunRecord]:
@@ -407,6 +502,10 @@ class Workspace:
             loader.load_source(source, self.registry)
         elif path.name == inventory_mod.SERVICES_FILE:
             inventory_mod.parse(source)
+        elif path.name == "triggers.yaml":
+            from crystal_runbook.triggers import loader as triggers_loader
+
+            triggers_loader.parse(source)
         elif path.parent.resolve() == self.inventory_dir.resolve():
             return  # other inventory files are validated by the features that own them
         else:

@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from crystal_runbook.cli import _common, _hoist, oncall, runbooks, runs, sandbox
+from crystal_runbook.cli import _common, _hoist, oncall, runbooks, runs, sandbox, watch
 
 app = typer.Typer(
     name="crystal-runbook",
@@ -79,6 +79,7 @@ def root(
 oncall.register(app)
 runbooks.register(app)
 runs.register(app)
+watch.register(app)
 app.add_typer(sandbox.app, name="sandbox")
 
 

@@ -142,6 +142,8 @@ BUILTIN: dict[str, str] = {
     "k8s.scale": "crystal_runbook.actions.kubernetes:Scale",
     "k8s.rollout_status": "crystal_runbook.actions.kubernetes:RolloutStatus",
     "k8s.logs": "crystal_runbook.actions.kubernetes:Logs",
+    "metrics.check": "crystal_runbook.actions.metrics:MetricsCheck",
+    "sql.check": "crystal_runbook.actions.sql:SqlCheck",
 }
 
 

@@ -197,12 +197,13 @@ class Evaluator:
                 found = open_source(
                     self.bound.specs[kind],
                     redactor=self.redactor,
-                    needs_history=self._needs_history(kind),
+                    needs_history=self.needs_history(kind),
                 )
                 self.sources[kind] = found
             return found
 
-    def _needs_history(self, kind: SourceKind) -> bool:
+    def needs_history(self, kind: SourceKind) -> bool:
+        """Whether a query read from ``kind`` uses a range (``rate(x[1m])``)."""
         for bound in self.bound.rules:
             if bound.source != kind:
                 continue

@@ -247,6 +247,34 @@ def bind(
     return Bound(service, env, loaded.path, tuple(rules), specs)
 
 
+def bind_inline(
+    rule: model.Rule,
+    service: str,
+    env: str,
+    target: Target | None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Bound:
+    """Bind one rule written in a runbook step (``metrics.check`` with ``query:``)."""
+    text = "<inline query>"
+    source = yamlsource.Source(path=text, data=None, text="")
+    triggers = model.TriggersFile.model_validate(
+        {
+            "apiVersion": model.API_VERSION,
+            "kind": model.KIND,
+            "services": {service: {"rules": [rule.model_dump(by_alias=True)]}},
+        }
+    )
+    loaded = LoadedTriggers(text, triggers, source)
+    problems = _check(loaded, service, triggers.services[service])
+    if problems:
+        raise errors.InputError("; ".join(p.message for p in problems))
+    try:
+        return bind(loaded, service, env, target, environ=environ)
+    except errors.RunbookInvalid as exc:
+        raise errors.InputError("; ".join(p.message for p in exc.problems)) from None
+
+
 def _spec(  # noqa: PLR0917 - a private helper of bind(), called once
     loaded: LoadedTriggers,
     service: str,

@@ -151,7 +151,7 @@ class RuleState:
     """Trend rules: (time, query value) the slope is computed from."""
 
     def enter(self, state: model.State, at: float) -> None:
-        if state != self.state:
+        if state != self.state or self.since is None:
             self.state = state
             self.since = at
 

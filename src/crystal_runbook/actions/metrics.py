@@ -1,0 +1,170 @@
+"""`metrics.check`: a runbook step that proves a trigger rule is clear (or firing).
+
+A rollback is not done when the rollout is: the checklist's verification is "errors ceased,
+performance restored". This action evaluates the same rules that started the rollback
+(`inventory/triggers.yaml`, by name) or an inline query, through the same sources, and holds
+when the condition is clear (``expect: clear``) or holds (``expect: firing``) now, optionally
+without interruption for ``for``. Missing data never passes: "no data" is not "clear".
+
+Read-only (only ``check``): the executor polls it until it holds or the step times out.
+Between polls it keeps the scrape source's samples and trend windows for the same step, so a
+``rate()`` gets its two samples and a trend its window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from crystal_runbook import errors
+from crystal_runbook.engine.inventory import Target
+from crystal_runbook.engine.model import MAX_INPUT_LENGTH, Duration
+from crystal_runbook.engine.registry import Action, Args, Check, StepContext
+from crystal_runbook.triggers import evaluator as evaluator_mod
+from crystal_runbook.triggers import loader, model, scrape
+from crystal_runbook.triggers.sources import SourceKind, open_source
+
+MEMORY_STEPS = 32
+"""Steps whose samples and windows are remembered between polls (oldest forgotten first)."""
+
+
+class MetricsCheckArgs(Args):
+    rule: str | None = Field(
+        default=None, description="A rule of triggers.yaml for the run's service, by name."
+    )
+    query: str | None = Field(
+        default=None,
+        max_length=model.MAX_QUERY_LENGTH,
+        description="Inline PromQL instead of a rule (with op and threshold).",
+    )
+    op: model.Op = ">"
+    threshold: float | None = None
+    source: SourceKind | None = Field(
+        default=None, description="Inline query's source; default: the environment's."
+    )
+    expect: Literal["clear", "firing"] = Field(
+        default="clear", description="clear: the condition does not hold; firing: it holds."
+    )
+    for_: Duration = Field(
+        default=0.0,
+        alias="for",
+        le=3600,
+        description="The expectation must hold at every poll for this long.",
+    )
+    triggers: str | None = Field(
+        default=None,
+        max_length=MAX_INPUT_LENGTH,
+        description="Triggers file (default: the workspace's inventory/triggers.yaml).",
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> MetricsCheckArgs:
+        if (self.rule is None) == (self.query is None):
+            raise ValueError("give either `rule` (a name from triggers.yaml) or `query`")
+        if self.query is not None and self.threshold is None:
+            raise ValueError("an inline `query` needs a `threshold`")
+        return self
+
+
+class MetricsCheck(Action):
+    """Holds when a trigger rule (or inline query) is clear, or firing, as expected."""
+
+    name = "metrics.check"
+    summary = "Check a trigger rule or a query (with: {rule: error-rate, expect: clear})."
+    Args = MetricsCheckArgs
+    outputs = ("rule", "state", "value", "threshold")
+    default_timeout = 300.0
+    poll_interval = 5.0
+    triggers_path: ClassVar[Path] = Path("inventory") / loader.FILENAME
+
+    def __init__(self) -> None:
+        self.triggers_file: Path = self.triggers_path
+        """Set by the service layer to the workspace's inventory (instances are per registry)."""
+        self._memory: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+
+    def check(self, args: Any, ctx: StepContext) -> Check:
+        bound = self._bind(args, ctx)
+        memory = self._remember(ctx)
+        ev = evaluator_mod.Evaluator(bound, states=memory.setdefault("states", {}))
+        for kind in {b.source for b in bound.rules}:
+            if kind == "scrape":
+                ring = memory.setdefault("ring", scrape.Ring())
+                ev.sources[kind] = scrape.ScrapeSource(
+                    bound.specs[kind],
+                    redactor=ev.redactor,
+                    needs_history=ev.needs_history(kind),
+                    ring=ring,
+                )
+            else:
+                ev.sources[kind] = open_source(bound.specs[kind], redactor=ev.redactor)
+        with ev:
+            report = ev.evaluate()
+        result = report.rules[0]
+        return self._judge(args, result, memory)
+
+    def _judge(self, args: Any, result: evaluator_mod.RuleReport, memory: dict[str, Any]) -> Check:
+        holds_now = result.state in ("pending", "firing")
+        known = result.state not in ("no_data", "error")
+        ok_now = known and (holds_now if args.expect == "firing" else not holds_now)
+        now = time.monotonic()
+        if not ok_now:
+            memory.pop("ok_since", None)
+        elif "ok_since" not in memory:
+            memory["ok_since"] = now
+        held_for = now - memory["ok_since"] if ok_now else 0.0
+        satisfied = ok_now and held_for >= args.for_
+        value = "no value" if result.value is None else f"{result.value:.4g}"
+        what = "holds" if holds_now else "is clear"
+        if not known:
+            summary = f"{result.name}: {result.state}: {result.message} (wanted {args.expect})"
+        else:
+            summary = f"{result.name} {what}: {value} ({result.condition}); wanted {args.expect}"
+            if ok_now and not satisfied:
+                summary += f", held {held_for:.0f}s of {args.for_:g}s"
+        return Check(
+            satisfied=satisfied,
+            summary=summary,
+            outputs={
+                "rule": result.name,
+                "state": result.state,
+                "value": result.as_json()["value"],
+                "threshold": result.threshold,
+            },
+            evidence={"metrics": result.evidence()},
+        )
+
+    def _remember(self, ctx: StepContext) -> dict[str, Any]:
+        key = (ctx.run_id, ctx.step_id)
+        memory = self._memory.pop(key, None) or {}
+        self._memory[key] = memory
+        while len(self._memory) > MEMORY_STEPS:
+            self._memory.popitem(last=False)
+        return memory
+
+    def _bind(self, args: Any, ctx: StepContext) -> loader.Bound:
+        if ctx.service is None:
+            raise errors.PermanentActionError(
+                "metrics.check needs the run's service (a runbook parameter named `service`)"
+            )
+        try:
+            target = Target.model_validate(dict(ctx.target)) if ctx.target else None
+        except ValueError:
+            target = None
+        if args.rule is not None:
+            path = Path(args.triggers) if args.triggers else self.triggers_file
+            loaded = loader.load(path)
+            bound = loader.bind(loaded, ctx.service, ctx.env, target)
+            one = bound.rule(args.rule)
+            return loader.Bound(bound.service, bound.env, bound.path, (one,), bound.specs)
+        inline = model.Rule(
+            name="inline-query",
+            query=args.query,
+            op=args.op,
+            threshold=args.threshold,
+            source=args.source,
+        )
+        return loader.bind_inline(inline, ctx.service, ctx.env, target)
