@@ -40,7 +40,7 @@ from crystal_runbook import errors
 
 REQUEST_TIMEOUT = 15.0
 """Seconds one API request may take when the step has more time left."""
-MAX_TRIES = 8
+MAX_TRIES = 5
 """Upper bound of tries of one request; the step's deadline usually ends retries first."""
 
 Query = Mapping[str, str | int | bool | None]

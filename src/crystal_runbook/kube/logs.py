@@ -105,10 +105,13 @@ class _Reader:
                     break
                 if self.pattern is None or self.pattern.search(line):
                     self._put(prefix + line)
-        except (errors.CrystalError, OSError, ValueError, AttributeError):
+        except (errors.CrystalError, OSError, ValueError, AttributeError, RuntimeError):
             return  # the pod went away, or we closed its stream: both end this reader
         finally:
-            self.close()
+            self.done.set()
+            if self.response is not None:  # only this thread closes its own stream
+                with suppress(OSError, RuntimeError):
+                    self.response.close()
 
     def _put(self, line: str) -> None:
         while not self.done.is_set():
@@ -119,13 +122,13 @@ class _Reader:
                 continue
 
     def close(self) -> None:
+        """Stop this reader from another thread: wake its blocked read, it closes the rest."""
         self.done.set()
         response = self.response
         if response is not None:
-            with suppress(AttributeError, OSError):
-                response.shutdown()  # wakes a read blocked in another thread
-            response.release_conn()
-            response.close()
+            # urllib3 raises ValueError/RuntimeError when the socket is already gone
+            with suppress(AttributeError, OSError, RuntimeError, ValueError):
+                response.shutdown()
 
 
 def follow(

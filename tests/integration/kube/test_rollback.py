@@ -1,0 +1,202 @@
+"""`crystal-runbook rollback` against the sandbox, checked with real kubectl."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from tests.integration.kube.conftest import Cluster, wait_until
+
+pytestmark = pytest.mark.integration
+
+GOOD, CURRENT = "registry.local/maia:1.4.2", "registry.local/maia:1.5.0"
+
+
+class TestRollback:
+    def test_rolls_back_in_legacy_mode_with_one_rollout(self, cluster: Cluster) -> None:
+        """Previous image, CRYSTAL_MODE=legacy, exactly one new revision, verified and journalled."""
+        assert (cluster.image(), cluster.revision()) == (CURRENT, 2)
+        done = cluster.cli("rollback", "maia", "--reason", "p99 above 2s", "-o", "json")
+        assert done.returncode == 0, done.stderr
+        run = json.loads(done.stdout)
+        assert run["status"] == "ok"
+        assert run["params"]["reason"] == "p99 above 2s"
+        undo = run["steps"][0]
+        assert undo["outputs"]["from_revision"] == 2
+        assert undo["outputs"]["to_revision"] == 1
+        assert undo["outputs"]["to_images"] == {"maia": GOOD}
+        assert undo["outputs"]["to_env"]["CRYSTAL_MODE"] == "legacy"
+        assert cluster.image() == GOOD
+        assert cluster.env_var("CRYSTAL_MODE") == "legacy"
+        assert cluster.revision() == 3  # one rollout: legacy mode came in the same patch
+        dep = cluster.deployment()
+        assert dep["status"]["updatedReplicas"] == dep["status"]["availableReplicas"] == 3
+        annotations = dep["metadata"]["annotations"]
+        assert annotations["crystal-runbook.io/rolled-back-from-revision"] == "2"
+        assert annotations["crystal-runbook.io/rollback-run"] == run["id"]
+        pods = json.loads(cluster.kubectl("get", "pods", "-l", "app=maia", "-o", "json").stdout)
+        images = {
+            p["spec"]["containers"][0]["image"]
+            for p in pods["items"]
+            if p["metadata"].get("deletionTimestamp") is None
+        }
+        assert images == {GOOD}
+        assert [s["status"] for s in run["steps"]] == ["ok", "ok", "ok"]
+        assert run["steps"][1]["changed"] is False  # legacy mode was already active
+
+    def test_second_rollback_refuses_instead_of_flipping_back(self, cluster: Cluster) -> None:
+        """kubectl would flip back to the bad release; we stop and say why (exit 1)."""
+        assert cluster.cli("rollback", "maia").returncode == 0
+        before = cluster.request_count()
+        again = cluster.cli("rollback", "maia")
+        assert again.returncode == 1
+        assert "already rolled back from revision 2 by run" in again.stdout
+        assert "pass --to-revision N to go further back" in again.stdout
+        assert cluster.mutations(before) == []
+        assert cluster.image() == GOOD
+
+    def test_explicit_revision_goes_there_and_a_repeat_changes_nothing(
+        self, cluster: Cluster
+    ) -> None:
+        """--to-revision N works; the same request again is satisfied without a mutation."""
+        first = cluster.cli("rollback", "maia", "--to-revision", "1")
+        assert first.returncode == 0, first.stderr
+        before = cluster.request_count()
+        second = cluster.cli("rollback", "maia", "--to-revision", "3", "-o", "json")
+        assert second.returncode == 0, second.stderr
+        run = json.loads(second.stdout)
+        assert run["steps"][0]["changed"] is False
+        assert "already runs revision 3's template" in run["steps"][0]["summary"]
+        assert cluster.mutations(before) == []
+
+    def test_dry_run_shows_the_diff_and_changes_nothing(self, cluster: Cluster) -> None:
+        """`--dry-run` is the plan: revision, image and env diff, no mutation."""
+        before = cluster.request_count()
+        plan = cluster.cli("rollback", "maia", "--dry-run", "--env", "production")
+        assert plan.returncode == 0, plan.stderr
+        assert "revision: 2 -> 1" in plan.stdout
+        assert f"image[maia]: '{CURRENT}' -> '{GOOD}'" in plan.stdout
+        assert "env[maia].CRYSTAL_MODE: 'hybrid' -> 'legacy'" in plan.stdout
+        assert "production needs confirmation" in plan.stdout
+        assert cluster.mutations(before, exclude_leases=False) == []
+        assert cluster.image() == CURRENT
+
+    def test_production_needs_yes(self, cluster: Cluster) -> None:
+        """Exit 4 without --yes; nothing changed; with --yes it rolls back."""
+        refused = cluster.cli("rollback", "maia", "--env", "production")
+        assert refused.returncode == 4
+        assert cluster.image() == CURRENT
+        assert cluster.cli("rollback", "maia", "--env", "production", "--yes").returncode == 0
+        assert cluster.image() == GOOD
+
+
+class TestRefusals:
+    def test_paused_deployment_is_refused_before_any_change(self, cluster: Cluster) -> None:
+        """A paused Deployment would not roll out: refuse, say how to resume."""
+        cluster.kubectl("rollout", "pause", "deployment/maia")
+        before = cluster.request_count()
+        out = cluster.cli("rollback", "maia")
+        assert out.returncode == 1
+        assert "is paused" in out.stdout
+        assert "rollout resume deployment/maia" in out.stdout
+        assert cluster.mutations(before) == []
+
+    def test_unknown_revision_is_refused_with_the_history(self, cluster: Cluster) -> None:
+        """Revision 9 does not exist: say which do."""
+        before = cluster.request_count()
+        out = cluster.cli("rollback", "maia", "--to-revision", "9")
+        assert out.returncode == 1
+        assert "revision 9 not found in its history" in out.stdout
+        assert "revisions kept: 1, 2" in out.stdout
+        assert cluster.mutations(before) == []
+
+    def test_no_history_is_refused(self, cluster: Cluster) -> None:
+        """A Deployment with one revision has nothing to roll back to."""
+        manifest = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "solo", "namespace": "crystal"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "solo"}},
+                "template": {
+                    "metadata": {"labels": {"app": "solo"}},
+                    "spec": {"containers": [{"name": "solo", "image": "registry.local/solo:1.0"}]},
+                },
+            },
+        }
+        cluster.kubectl("apply", "--validate=false", "-f", "-", stdin=json.dumps(manifest))
+        cluster.root.joinpath("inventory/services.yaml").write_text(
+            cluster.root.joinpath("inventory/services.yaml")
+            .read_text()
+            .replace("deployment: maia", "deployment: solo")
+        )
+        wait_until(lambda: cluster.kubectl("get", "rs", "-l", "app=solo", "-o", "name").stdout)
+        out = cluster.cli("rollback", "maia")
+        assert out.returncode == 1
+        assert "no rollout history found" in out.stdout
+
+    def test_unreachable_cluster_fails_with_a_clear_message(self, cluster: Cluster) -> None:
+        """API server down: exit 1, says it cannot reach it and what to check."""
+        cluster.sb.stop()
+        out = cluster.cli("rollback", "maia", "--to-revision", "1", timeout=120)
+        assert out.returncode == 1
+        assert "cannot reach the API server" in out.stdout + out.stderr
+
+
+class TestStuckRollouts:
+    def test_crash_image_fails_fast_naming_the_pods_and_rollback_recovers(
+        self, cluster: Cluster
+    ) -> None:
+        """A `-crash` release never gets Ready: rollout_status fails within the grace, not at 5 min."""
+        cluster.kubectl("set", "image", "deployment/maia", "maia=registry.local/maia:1.6.0-crash")
+        status = cluster.cli(
+            "run", "health-check", "-p", "service=maia", "-p", "crash_grace=2s", "-o", "json"
+        )
+        assert status.returncode == 1
+        run = json.loads(status.stdout)
+        rollout_step = run["steps"][1]
+        assert rollout_step["status"] == "failed"
+        assert (
+            "CrashLoopBackOff" in rollout_step["error"] or "cannot succeed" in rollout_step["error"]
+        )
+        shown = json.loads(cluster.cli("runs", "show", run["id"], "-o", "json").stdout)
+        assert shown["status"] == "failed"
+        back = cluster.cli("rollback", "maia", "-o", "json")
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert json.loads(back.stdout)["steps"][0]["outputs"]["to_images"] == {"maia": CURRENT}
+        cluster.wait_rolled_out()
+
+
+class TestResume:
+    def test_kill_9_during_verification_then_resume_does_not_patch_again(
+        self, cluster: Cluster
+    ) -> None:
+        """The patch took effect before the kill; resume's check sees it and only verifies."""
+        cluster.sb.ready_delay = 3.0
+        proc = cluster.popen("rollback", "maia")
+        wait_until(
+            lambda: any(
+                r["method"] == "PATCH" and r["path"].endswith("/deployments/maia")
+                for r in cluster.sb.requests()
+            ),
+            timeout=30,
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
+        cluster.sb.ready_delay = 0.1
+        runs = json.loads(cluster.cli("runs", "-o", "json").stdout)
+        assert runs[0]["status"] == "running"
+        before = cluster.request_count()
+        resumed = cluster.cli("resume", runs[0]["id"], "-o", "json")
+        assert resumed.returncode == 0, resumed.stderr
+        doc = json.loads(resumed.stdout)
+        assert doc["status"] == "ok"
+        deployment_patches = [
+            r for r in cluster.mutations(before) if r["path"].endswith("/deployments/maia")
+        ]
+        assert deployment_patches == []
+        assert cluster.image() == GOOD
+        assert cluster.revision() == 3
