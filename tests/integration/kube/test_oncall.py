@@ -85,9 +85,8 @@ class TestLogsAndHealth:
         pods = {line.split("/", 1)[0] for line in out.stdout.splitlines()}
         assert len(pods) == 3
         grepped = cluster.cli("logs", "maia", "--grep", "request served")
-        assert grepped.stdout and all(
-            "request served" in line for line in grepped.stdout.splitlines()
-        )
+        assert grepped.stdout
+        assert all("request served" in line for line in grepped.stdout.splitlines())
         bad = cluster.cli("logs", "maia", "--grep", "([unclosed")
         assert bad.returncode == 2
         assert "--grep: not a regular expression" in bad.stderr
