@@ -148,6 +148,7 @@ def longest_range(node: Node) -> float:
 _TOKEN = re.compile(
     r"""\s*(?:
     (?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?![A-Za-z_:]))
+    |(?P<word>\d+[A-Za-z_][A-Za-z0-9_]*)
     |(?P<duration>\[[^\]]*\])
     |(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
     |(?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)
@@ -322,12 +323,15 @@ class _Parser:
                 if op_tok.text not in ("=", "!=", "=~", "!~"):
                     raise PromQLError("expected =, !=, =~ or !~ in a label matcher", op_tok.pos)
                 self.take()
-                value = _unquote(self.take(kind="string").text)
+                value_tok = self.take(kind="string")
+                value = _unquote(value_tok.text)
                 if op_tok.text in ("=~", "!~"):
                     try:
                         re.compile(value)
                     except re.error as exc:
-                        raise PromQLError(f"bad regular expression: {exc}", op_tok.pos) from None
+                        raise PromQLError(
+                            f"bad regular expression: {exc}", value_tok.pos
+                        ) from None
                 matchers.append(Matcher(label, op_tok.text, value))
                 if self.tok.text != ",":
                     break
