@@ -152,7 +152,7 @@ def _check(
                 )
         elif rule.window is not None:
             found.append(loaded.problem((*loc, "window"), "only trend rules have a window"))
-        if rule.params and rule.source != "sql":
+        if rule.params and rule.source not in (None, "sql"):
             found.append(loaded.problem((*loc, "params"), "params are for `source: sql` rules"))
         if rule.source is not None:
             found.extend(query_problems(loaded, loc, rule, rule.source))
@@ -229,6 +229,8 @@ def bind(
             continue
         if rule.source is None:
             problems.extend(query_problems(loaded, loc, rule, kind))
+        if rule.params and kind != "sql":
+            problems.append(loaded.problem((*loc, "params"), "params are for sql rules"))
         if kind not in specs:
             spec = _spec(loaded, service, env, kind, svc, target, env_vars, loc)
             if isinstance(spec, errors.Problem):

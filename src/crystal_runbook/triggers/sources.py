@@ -85,7 +85,8 @@ def open_source(spec: SourceSpec, *, redactor: Redactor, needs_history: bool = F
     ``needs_history`` tells the scrape source that some query uses a range (``rate``), so
     its first refresh scrapes twice instead of once.
     """
-    redactor.add(spec.url)
+    if spec.where.startswith("$"):  # read from the environment: may be a secret as a whole
+        redactor.add(spec.url)
     if spec.kind == "prometheus":
         from crystal_runbook.triggers import prometheus
 

@@ -1,0 +1,51 @@
+"""A workspace on disk for trigger integration tests: inventory, triggers and runbooks."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from crystal_runbook import service
+
+FAKE_ROLLBACK = """
+apiVersion: crystal-runbook/v1
+kind: Runbook
+name: rollback
+params:
+  service: {type: string, required: true}
+  reason: {type: string, default: "", max_length: 1000}
+lock: "{{ service.name }}/{{ env }}"
+steps:
+  - id: undo
+    uses: fake.set
+    with: {key: release, value: "rolled-back-{{ run.id }}"}
+"""
+
+
+def workspace(
+    root: Path,
+    *,
+    metrics: str,
+    triggers: str,
+    env: str = "sandbox",
+    extra_target: str = "",
+    runbooks: dict[str, str] | None = None,
+) -> service.Workspace:
+    """Write the files and return a workspace (with the fake actions) over them."""
+    (root / "inventory").mkdir(parents=True, exist_ok=True)
+    (root / "runbooks").mkdir(exist_ok=True)
+    (root / "inventory" / "services.yaml").write_text(
+        f"default_environment: {env}\nservices:\n  maia:\n    environments:\n"
+        f"      {env}:\n        metrics: {metrics}\n"
+        + textwrap.indent(textwrap.dedent(extra_target), " " * 8)
+    )
+    (root / "inventory" / "triggers.yaml").write_text(textwrap.dedent(triggers).lstrip())
+    for name, text in (runbooks or {"rollback": FAKE_ROLLBACK}).items():
+        (root / "runbooks" / f"{name}.yaml").write_text(textwrap.dedent(text).lstrip())
+    return service.Workspace(
+        state_dir=root / ".crystal",
+        inventory_dir=root / "inventory",
+        runbooks_dir=root / "runbooks",
+        actor="watcher",
+        action_modules=("crystal_runbook.testing",),
+    )
