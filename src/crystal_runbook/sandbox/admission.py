@@ -129,6 +129,8 @@ def initial_status(res: resources.Resource) -> Obj | None:
         return {"phase": "Active"}
     if res is resources.SERVICES:
         return {"loadBalancer": {}}
+    if res is resources.HPAS:
+        return {"desiredReplicas": 0}  # required (not omitempty) in autoscaling/v2
     if res.status_subresource:
         return {}
     return None

@@ -106,10 +106,11 @@ class Kubelet:
 
     # lifecycle ------------------------------------------------------------------------
 
-    def sync(self, namespace: str, name: str, *, ready_now: bool = False) -> None:
+    def sync(self, namespace: str, name: str, *, started_at: float | None = None) -> None:
         """Bring one pod's status up to date (start, ready, crash, restart, or forget it).
 
-        ``ready_now`` starts a new pod already Ready (the seed's pods).
+        ``started_at`` says a new pod's containers started then and it is Ready since (the
+        seed's pods, which have been running for a while).
         """
         now = time.time()
         with self._store.lock:
@@ -128,13 +129,15 @@ class Kubelet:
                     self._forget(key, state, now)
                 return
             if state is None:
-                state = self._start(stored, now, ready_now=ready_now)
+                state = self._start(stored, now, started_at=started_at)
                 if state is None:
                     return
             self._advance(state, now)
             self._write_status(stored, state, now)
 
-    def _start(self, stored: store.Stored, now: float, *, ready_now: bool) -> PodState | None:
+    def _start(
+        self, stored: store.Stored, now: float, *, started_at: float | None
+    ) -> PodState | None:
         pod = stored.obj
         spec = pod.get("spec") or {}
         if not spec.get("containers"):
@@ -155,7 +158,7 @@ class Kubelet:
                     name=str(c.get("name")),
                     image=str(c.get("image")),
                     env=env,
-                    started_at=now,
+                    started_at=now if started_at is None else started_at,
                     ramp_seconds=self._config.burn_ramp_seconds,
                     rps=self._config.pod_rps,
                     log_interval=self._config.log_interval,
@@ -168,7 +171,7 @@ class Kubelet:
             name=meta["name"],
             labels=dict(meta.get("labels") or {}),
             containers=containers,
-            ready_at=now if ready_now else now + self._config.ready_delay,
+            ready_at=started_at if started_at is not None else now + self._config.ready_delay,
             pod_ip=f"10.244.{(self._next_ip // 250) % 250}.{self._next_ip % 250 + 2}",
         )
         self._next_ip += 1

@@ -113,12 +113,16 @@ class Sandbox:
             self.request_log.close()
             raise
         self.host = host
-        if seed_objects:
-            seed.seed(self.store, self.controllers.kubelet)
-        self.controllers.start()
-        self.controllers.queue.wait_idle(5.0)
-        self.server.serve_in_thread()
-        _write_atomic(self.kubeconfig_path, kubeconfig_text(self.url))
+        try:
+            if seed_objects:
+                seed.seed(self.store, self.controllers.kubelet)
+            self.controllers.start()
+            self.controllers.queue.wait_idle(5.0)
+            self.server.serve_in_thread()
+            _write_atomic(self.kubeconfig_path, kubeconfig_text(self.url))
+        except BaseException:
+            self.stop()
+            raise
 
     # addresses ------------------------------------------------------------------------
 

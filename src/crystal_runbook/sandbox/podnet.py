@@ -40,7 +40,7 @@ class PodNetwork:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sandbox-pod-http")
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="sandbox-pod-net", daemon=False)
+        self._thread = threading.Thread(target=self._run, name="sandbox-pod-net", daemon=True)
         self._thread.start()
 
     def open(self, key: Hashable) -> int:

@@ -27,7 +27,7 @@ class RequestLog:
         self.count = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("a", encoding="utf-8")
-        self._thread = threading.Thread(target=self._run, name="sandbox-request-log", daemon=False)
+        self._thread = threading.Thread(target=self._run, name="sandbox-request-log", daemon=True)
         self._thread.start()
 
     def append(self, entry: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ NAME = "maia"
 IMAGE_V1 = "registry.local/maia:1.4.2"
 IMAGE_V2 = "registry.local/maia:1.5.0"
 REPLICAS = 3
+POD_AGE = 60.0  # seconds the seeded pods have been running (they have logs and counters)
 
 
 def maia_deployment(image: str = IMAGE_V2, replicas: int = REPLICAS) -> dict[str, Any]:
@@ -124,8 +125,9 @@ def seed(st: store.Store, kubelet: Kubelet) -> None:
             "status": {"phase": "Pending", "qosClass": "BestEffort"},
         }
         pod["spec"]["enableServiceLinks"] = True
+        pod["metadata"]["creationTimestamp"] = store.rfc3339(now - POD_AGE)
         stored = st.create(resources.PODS, pod)
-        kubelet.sync(NAMESPACE, stored.name, ready_now=True)
+        kubelet.sync(NAMESPACE, stored.name, started_at=now - POD_AGE)
     api.create(
         resources.SERVICES,
         NAMESPACE,

@@ -59,7 +59,7 @@ class HangupMonitor:
         self._wake_r.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="sandbox-hangups", daemon=False)
+        self._thread = threading.Thread(target=self._run, name="sandbox-hangups", daemon=True)
         self._thread.start()
 
     def watch(self, sock: socket.socket) -> threading.Event:
@@ -124,10 +124,14 @@ class HangupMonitor:
 
 
 class Server(ThreadingHTTPServer):
-    """A threading HTTP server that can be stopped with no thread or socket left behind."""
+    """A threading HTTP server that can be stopped with no thread or socket left behind.
 
-    daemon_threads = False
-    block_on_close = True
+    Its threads are daemon threads that ``stop()`` joins explicitly: stopping is clean, and
+    a program that forgets to stop a sandbox still exits instead of hanging on them.
+    """
+
+    daemon_threads = True
+    block_on_close = False  # stop() joins the connection threads itself
     request_queue_size = 128
     allow_reuse_address = True
 
@@ -141,14 +145,15 @@ class Server(ThreadingHTTPServer):
         wake_streams: Callable[[], None] = lambda: None,
     ) -> None:
         self.app = app
-        self.hangups = HangupMonitor(wake_streams)
         self.fault_set = fault_set
         self.request_log = request_log
         self.internal_errors: list[str] = []
         self._conns: set[socket.socket] = set()
+        self._workers: set[threading.Thread] = set()
         self._conns_lock = threading.Lock()
         self._stopping = False
-        super().__init__(address, Handler)
+        super().__init__(address, Handler)  # binds: raises OSError if the port is taken
+        self.hangups = HangupMonitor(wake_streams)
         self._thread: threading.Thread | None = None
 
     @property
@@ -156,14 +161,29 @@ class Server(ThreadingHTTPServer):
         return int(self.server_address[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection in a tracked thread (one per connection)."""
         sock: socket.socket = request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        worker = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name="sandbox-http-conn",
+            daemon=True,
+        )
         with self._conns_lock:
             if self._stopping:
                 self.shutdown_request(request)
                 return
             self._conns.add(sock)
-        super().process_request(request, client_address)
+            self._workers.add(worker)
+        worker.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._conns_lock:
+                self._workers.discard(threading.current_thread())
 
     def shutdown_request(self, request: Any) -> None:
         with self._conns_lock:
@@ -175,22 +195,25 @@ class Server(ThreadingHTTPServer):
             target=self.serve_forever,
             kwargs={"poll_interval": 0.05},
             name="sandbox-http",
-            daemon=False,
+            daemon=True,
         )
         self._thread.start()
 
     def stop(self) -> None:
         """Stop accepting, end every connection, join every thread, close the port."""
-        self.shutdown()
         if self._thread is not None:
+            self.shutdown()
             self._thread.join()
         with self._conns_lock:
             self._stopping = True
             conns = list(self._conns)
+            workers = list(self._workers)
         for sock in conns:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-        self.server_close()  # joins handler threads (block_on_close)
+        for worker in workers:
+            worker.join()
+        self.server_close()
         self.hangups.stop()
 
 
@@ -280,8 +303,7 @@ class Handler(BaseHTTPRequestHandler):
                 if isinstance(exc, apierrors.ApiError)
                 else apierrors.bad_request(f"bad request body: {exc}")
             )
-            self._send(Response(err.code, store.dumps(err.status())), entry)
-            self._finish(entry, started)
+            self._send(Response(err.code, store.dumps(err.status())), entry, started)
             return
         decision = None
         if not path.startswith(CONTROL_PREFIXES):
@@ -297,8 +319,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._finish(entry, started)
                 return
             if decision.status is not None:
-                self._send(self._fault_response(decision), entry)
-                self._finish(entry, started)
+                self._send(self._fault_response(decision), entry, started)
                 return
         request = Request(
             method=self.command,
@@ -316,8 +337,7 @@ class Handler(BaseHTTPRequestHandler):
             self.server.internal_errors.append(f"{self.command} {self.path}: {exc!r}\n{text}")
             err = apierrors.internal(repr(exc))
             response = Response(500, store.dumps(err.status()))
-        self._send(response, entry)
-        self._finish(entry, started)
+        self._send(response, entry, started)
 
     def _finish(self, entry: dict[str, Any], started: float) -> None:
         entry["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
@@ -364,7 +384,9 @@ class Handler(BaseHTTPRequestHandler):
         lines.append("\r\n")
         return "".join(lines).encode("latin-1")
 
-    def _send(self, response: Response, entry: dict[str, Any]) -> None:
+    def _send(self, response: Response, entry: dict[str, Any], started: float) -> None:
+        """Write the response; the request is logged before a full answer is written (so
+        a client that has its answer finds it in the log) and after a stream ends."""
         entry["status"] = response.status
         headers = {"Content-Type": response.content_type, "Cache-Control": "no-cache, private"}
         headers.update(response.headers)
@@ -372,18 +394,20 @@ class Handler(BaseHTTPRequestHandler):
             if response.stream is None:
                 headers["Content-Length"] = str(len(response.body))
                 body = b"" if self.command == "HEAD" else response.body
+                self._finish(entry, started)
                 self.wfile.write(self._head(response.status, headers) + body)
                 return
             headers["Transfer-Encoding"] = "chunked"
-            self.wfile.write(self._head(response.status, headers))
             entry["stream"] = True
             self._gone = self.server.hangups.watch(self.connection)
             try:
+                self.wfile.write(self._head(response.status, headers))
                 for chunk in response.stream:
                     if chunk:
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.wfile.write(b"0\r\n\r\n")
             finally:
+                self._finish(entry, started)
                 self.server.hangups.forget(self.connection)
                 if self._gone.is_set():
                     self.close_connection = True

@@ -34,7 +34,7 @@ class WorkQueue:
         self._stopping = False
         self._busy = False
         self.errors: list[str] = []
-        self._thread = threading.Thread(target=self._run, name=name, daemon=False)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()

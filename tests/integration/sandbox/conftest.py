@@ -60,8 +60,13 @@ class Kubectl:
         self, *args: str, check: bool = True, timeout: float = 30.0, stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [str(KUBECTL), *args], env=self.env, capture_output=True, text=True,
-            timeout=timeout, input=stdin, check=False,
+            [str(KUBECTL), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=stdin,
+            check=False,
         )
         if check and proc.returncode != 0:
             raise AssertionError(
@@ -84,7 +89,7 @@ def kubectl(sb: sandbox.Sandbox, tmp_path: Path) -> Kubectl:
 @pytest.fixture
 def k8s(sb: sandbox.Sandbox) -> Iterator[Any]:
     """An ``kubernetes.client.ApiClient`` configured from the sandbox's kubeconfig."""
-    from kubernetes import client, config
+    from kubernetes import config
 
     api_client = config.new_client_from_config(config_file=str(sb.kubeconfig_path))
     try:
