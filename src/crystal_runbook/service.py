@@ -320,10 +320,15 @@ class Workspace:
         rules: list[dict[str, Any]] = []
         rules_healthy = True
         if (self.inventory_dir / "triggers.yaml").exists():
-            report = self.trigger_report(service)
+            try:
+                report = self.trigger_report(service)
+            except errors.CrystalError as exc:  # rules that cannot run are not healthy
+                failed = {"name": "triggers", "ok": False, "detail": exc.message, "outputs": {}}
+                checks.append(failed)
+                report = None
             if report is not None:
                 rules, rules_healthy = report.as_json()["rules"], report.healthy
-        healthy = bool(checks) and all(c["ok"] for c in checks) and rules_healthy
+        healthy = (bool(checks) or bool(rules)) and all(c["ok"] for c in checks) and rules_healthy
         return {
             "service": service,
             "env": env,

@@ -329,9 +329,7 @@ class _Parser:
                     try:
                         re.compile(value)
                     except re.error as exc:
-                        raise PromQLError(
-                            f"bad regular expression: {exc}", value_tok.pos
-                        ) from None
+                        raise PromQLError(f"bad regular expression: {exc}", value_tok.pos) from None
                 matchers.append(Matcher(label, op_tok.text, value))
                 if self.tok.text != ",":
                     break

@@ -98,3 +98,19 @@ def test_bad_interval_is_exit_2(cli: Cli, metrics: MetricsServer) -> None:
     out = cli("watch", "maia", "--interval", "soon")
     assert out.returncode == 2
     assert "--interval" in out.stderr
+
+
+def test_health_shows_each_rules_state(cli: Cli, metrics: MetricsServer) -> None:
+    """`health -o json` lists the rules; a firing one makes the service unhealthy (exit 1)."""
+    setup(cli, metrics)
+    good = cli("health", "maia", "-o", "json")
+    assert good.returncode == 0, good.stderr
+    rules = {r["name"]: r for r in json.loads(good.stdout)["rules"]}
+    assert rules["coherence-low"]["state"] == "inactive"
+    assert rules["coherence-low"]["value"] == 0.8
+    metrics.service.set(db_in_use=99.0)
+    bad = cli("health", "maia", "-o", "json")
+    assert bad.returncode == 1
+    doc = json.loads(bad.stdout)
+    assert doc["healthy"] is False
+    assert {r["name"]: r["state"] for r in doc["rules"]}["pool-full"] == "firing"
