@@ -273,3 +273,40 @@ class TestSavedState:
             states.append(report.rule("coherence-low").state)
             time.sleep(0.6)
         assert states == ["pending", "pending"]
+
+
+class TestApprove:
+    """`action: approve` asks a person first; without a yes nothing is rolled back."""
+
+    @pytest.mark.parametrize("answer", [True, False])
+    def test_approval_decides(self, root: Path, metrics: MetricsServer, answer: bool) -> None:
+        """A yes runs the rollback; a no (or nobody) announces that approval is needed."""
+        metrics.service.set(coherence=0.3)
+        ws = make_workspace(root, metrics.url)
+        triggers = root / "inventory" / "triggers.yaml"
+        triggers.write_text(triggers.read_text().replace("action: rollback", "action: approve"))
+        asked: list[str] = []
+        notices: list[Notice] = []
+
+        def approve(question: str) -> bool:
+            asked.append(question)
+            return answer
+
+        try:
+            for _ in range(2):  # pending, then firing (for: 0.5s)
+                ws.watch(
+                    "maia",
+                    settings=WatchSettings(interval=1.0, auto_rollback=True),
+                    notify=notices.append,
+                    on_report=lambda _r: None,
+                    once=True,
+                    approve=approve,
+                )
+                time.sleep(0.6)
+        finally:
+            ws.close()
+        assert len(asked) == 1
+        assert "coherence-low firing for maia in sandbox. Roll back now?" in asked[0]
+        assert len(runs(root)) == (1 if answer else 0)
+        if not answer:
+            assert any("needs approval" in n.message for n in notices)
