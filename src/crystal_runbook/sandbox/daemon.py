@@ -136,6 +136,8 @@ def serve_until_signalled(
     old_term = signal.signal(signal.SIGTERM, on_signal)
     old_int = signal.signal(signal.SIGINT, on_signal)
     try:
+        if fetch_status(sandbox.url) is None:  # answer over HTTP before saying "ready"
+            raise DaemonError(f"the sandbox at {sandbox.url} does not answer")
         write_files(state_dir, sandbox)
         if ready_fd is not None:
             os.write(ready_fd, f"ready {sandbox.url}\n".encode())

@@ -9,7 +9,6 @@ fill memory.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import OrderedDict
 from typing import Any
 
@@ -81,7 +80,3 @@ class Recorder:
                 old, _ = seen.popitem(last=False)
                 if self._store.get(resources.EVENTS, ns, old) is not None:
                     self._store.delete(resources.EVENTS, ns, old)
-
-    @staticmethod
-    def now() -> float:
-        return time.time()

@@ -220,16 +220,7 @@ class Sandbox:
                 return api.json_response(200, self.config.as_dict())
             if path == "/_sandbox/faults":
                 if req.method in ("POST", "PUT"):
-                    body = api.parse_body_json(req.body)
-                    items = (
-                        body.get("faults", body)
-                        if isinstance(body, dict) and "faults" in body
-                        else body
-                    )
-                    rules = [
-                        faults.Fault.from_dict(x)
-                        for x in (items if isinstance(items, list) else [items])
-                    ]
+                    rules = _fault_rules(api.parse_body_json(req.body))
                     if req.method == "PUT":
                         self.faults.set(rules)
                     else:
@@ -266,6 +257,14 @@ class Sandbox:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _fault_rules(body: Any) -> list[faults.Fault]:
+    """Rules from an admin request: one rule, a list, or ``{"faults": [...]}``."""
+    if isinstance(body, dict) and "faults" in body:
+        body = body["faults"]
+    items = body if isinstance(body, list) else [body]
+    return [faults.Fault.from_dict(item) for item in items]
 
 
 def start(

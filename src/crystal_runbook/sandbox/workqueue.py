@@ -30,6 +30,7 @@ class WorkQueue:
         self._cond = threading.Condition()
         self._ready: dict[Hashable, None] = {}
         self._timers: list[tuple[float, int, Hashable]] = []
+        self._due: dict[Hashable, float] = {}  # earliest pending timer per key
         self._seq = itertools.count()
         self._stopping = False
         self._busy = False
@@ -46,12 +47,18 @@ class WorkQueue:
             self._cond.notify()
 
     def add_after(self, key: Hashable, delay: float) -> None:
-        """Process ``key`` after ``delay`` seconds."""
+        """Process ``key`` after ``delay`` seconds (the earliest of pending requests wins:
+        a controller re-schedules whatever it still needs when it runs)."""
         if delay <= 0:
             self.add(key)
             return
+        when = time.monotonic() + delay
         with self._cond:
-            heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), key))
+            current = self._due.get(key)
+            if current is not None and current <= when:
+                return
+            self._due[key] = when
+            heapq.heappush(self._timers, (when, next(self._seq), key))
             self._cond.notify()
 
     def idle(self) -> bool:
@@ -84,8 +91,10 @@ class WorkQueue:
                     return None
                 now = time.monotonic()
                 while self._timers and self._timers[0][0] <= now:
-                    _, _, key = heapq.heappop(self._timers)
-                    self._ready[key] = None
+                    when, _, key = heapq.heappop(self._timers)
+                    if self._due.get(key) == when:  # else superseded by an earlier timer
+                        del self._due[key]
+                        self._ready[key] = None
                 if self._ready:
                     key = next(iter(self._ready))
                     del self._ready[key]
