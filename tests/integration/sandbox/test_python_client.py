@@ -279,6 +279,34 @@ class TestRollback:
         assert deleted == {p.metadata.name for p in listed.items}
         assert any(t == "MODIFIED" for t, _ in seen)
 
+    def test_watch_ends_at_timeout_seconds(self, k8s: client.ApiClient) -> None:
+        """A quiet watch with timeoutSeconds=1 ends by itself after about a second."""
+        core = client.CoreV1Api(k8s)
+        rv = core.list_namespaced_config_map(NS).metadata.resource_version
+        started = time.monotonic()
+        events = list(
+            watch.Watch().stream(
+                core.list_namespaced_config_map, NS, resource_version=rv, timeout_seconds=1
+            )
+        )
+        elapsed = time.monotonic() - started
+        assert events == []
+        assert 0.9 < elapsed < 3
+
+    def test_replicaset_scale_is_reconciled_by_its_deployment(self, k8s: client.ApiClient) -> None:
+        """A ReplicaSet's /scale works; its Deployment's controller then scales it back."""
+        apps = client.AppsV1Api(k8s)
+        current = rs_by_revision(apps)["2"].metadata.name
+        scale = apps.read_namespaced_replica_set_scale(current, NS)
+        assert (scale.kind, scale.spec.replicas, scale.status.replicas) == ("Scale", 3, 3)
+        assert scale.status.selector.startswith("app=maia,pod-template-hash=")
+        patched = apps.patch_namespaced_replica_set_scale(current, NS, {"spec": {"replicas": 1}})
+        assert patched.spec.replicas == 1
+        wait_for(
+            lambda: apps.read_namespaced_replica_set(current, NS).spec.replicas == 3,
+            what="the Deployment to restore its ReplicaSet",
+        )
+
     def test_too_old_resource_version_is_410(
         self, k8s: client.ApiClient, sb: sandbox.Sandbox
     ) -> None:
