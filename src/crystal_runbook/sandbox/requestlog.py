@@ -3,7 +3,8 @@
 Tests and benchmarks count API calls from it, so it must not slow requests down: a request
 only appends a small dict to an in-memory list; a background thread serialises and writes
 the batch every ``interval`` seconds, and ``close()`` writes what is left. ``flush()`` lets a
-test read a complete log without waiting for the interval.
+test read a complete log without waiting for the interval. Each sandbox run starts a new log,
+so counts are of this run's requests only.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class RequestLog:
         self._stop = threading.Event()
         self.count = 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = path.open("a", encoding="utf-8")
+        self._file = path.open("w", encoding="utf-8")  # one log per sandbox run
         self._thread = threading.Thread(target=self._run, name="sandbox-request-log", daemon=True)
         self._thread.start()
 
