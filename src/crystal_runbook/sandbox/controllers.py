@@ -29,9 +29,7 @@ class Controllers:
         self.queue = WorkQueue(self.handle)
         self.recorder = events.Recorder(st)
         self.kubelet = Kubelet(st, self.recorder, config, self.queue.add_after)
-        self.replicasets = ReplicaSetController(
-            st, self.recorder, self.kubelet, self.queue.add_after
-        )
+        self.replicasets = ReplicaSetController(st, self.recorder, self.queue.add_after)
         self.deployments = DeploymentController(st, self.recorder, self.queue.add_after)
         self.gc = GarbageCollector(st)
         st.subscribe(self.on_event)

@@ -15,7 +15,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,12 +68,12 @@ class Kubelet:
         st: store.Store,
         recorder: events.Recorder,
         config: SandboxConfig,
-        schedule: Any,
+        schedule: Callable[[Hashable, float], None],
     ) -> None:
         self._store = st
         self._recorder = recorder
         self._config = config
-        self._schedule = schedule  # callable(key, delay)
+        self._schedule = schedule  # the work queue's add_after
         self.pods: dict[PodKey, PodState] = {}
         self.retired: dict[tuple[str, frozenset[tuple[str, str]]], workload.Counters] = {}
         self._next_ip = 2

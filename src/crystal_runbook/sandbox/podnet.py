@@ -64,11 +64,6 @@ class PodNetwork:
                 self._selector.unregister(sock)
                 sock.close()
 
-    def port(self, key: Hashable) -> int | None:
-        with self._lock:
-            sock = self._listeners.get(key)
-            return int(sock.getsockname()[1]) if sock is not None else None
-
     def stop(self) -> None:
         """Close every listener and wait for the thread and workers to finish."""
         with self._lock:

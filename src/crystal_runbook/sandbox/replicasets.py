@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from crystal_runbook.sandbox import events, hashing, resources, selectors, store
-from crystal_runbook.sandbox.kubelet import Kubelet
 
 COMPONENT = "replicaset-controller"
 
@@ -57,12 +56,10 @@ class ReplicaSetController:
         self,
         st: store.Store,
         recorder: events.Recorder,
-        kubelet: Kubelet,
         schedule: Callable[[tuple[str, str, str], float], None],
     ) -> None:
         self._store = st
         self._recorder = recorder
-        self._kubelet = kubelet
         self._schedule = schedule
 
     def owned_pods(self, rs: store.Stored) -> list[store.Stored]:

@@ -183,13 +183,6 @@ class FieldSelector:
     def matches(self, obj: Mapping[str, Any]) -> bool:
         return all(r.matches(obj) for r in self.requirements)
 
-    def equals(self, path: str) -> str | None:
-        """The value an ``=`` requirement pins ``path`` to, if there is one."""
-        for r in self.requirements:
-            if r.path == path and not r.negate:
-                return r.value
-        return None
-
 
 def field_value(obj: Mapping[str, Any], path: str) -> str:
     """The string form of a dotted field path (``status.phase``); missing fields are ``""``."""

@@ -151,15 +151,6 @@ class Store:
         items.sort(key=lambda s: (s.namespace, s.name))
         return items, rv
 
-    def find_uid(self, uid: str) -> Stored | None:
-        """The live object with this uid, whatever its type."""
-        with self.lock:
-            where = self.by_uid.get(uid)
-            if where is None:
-                return None
-            res, ns, name = where
-            return self._buckets[res.key].objects.get((ns, name))
-
     def dependents(self, uid: str) -> list[tuple[resources.Resource, Stored]]:
         """Objects with an ownerReference to ``uid``."""
         out: list[tuple[resources.Resource, Stored]] = []

@@ -65,7 +65,6 @@ class TestFieldSelectors:
         assert selectors.parse_fields("metadata.name=p,status.phase==Running").matches(pod)
         assert not selectors.parse_fields("status.phase!=Running").matches(pod)
         assert selectors.parse_fields("spec.nodeName=").matches(pod)
-        assert selectors.parse_fields("metadata.name=p").equals("metadata.name") == "p"
 
     def test_errors(self) -> None:
         """A requirement without an operator or a field is refused."""
