@@ -215,6 +215,29 @@ class TestRollouts:
         assert "BackOff" in events
         assert "ProgressDeadlineExceeded" in events
 
+    def test_undo_of_a_stuck_rollout(self, kubectl: Kubectl) -> None:
+        """After ProgressDeadlineExceeded, undo returns to revision 2's pods and completes."""
+        kubectl.run("patch", "deployment", "maia", "-p", '{"spec":{"progressDeadlineSeconds":1}}')
+        kubectl.run("set", "image", "deployment/maia", "maia=registry.local/maia:1.6.0-crash")
+        stuck = kubectl.run("rollout", "status", "deployment/maia", "--timeout=20s", check=False)
+        assert "exceeded its progress deadline" in stuck.stderr
+        kubectl.run("rollout", "undo", "deployment/maia")
+        out = kubectl.run("rollout", "status", "deployment/maia", "--timeout=20s").stdout
+        assert 'deployment "maia" successfully rolled out' in out
+        deployment = kubectl.json("get", "deployment", "maia")
+        assert image_of(deployment) == "registry.local/maia:1.5.0"
+        assert deployment["metadata"]["annotations"][REVISION] == "4"
+        rs = replicasets(kubectl)
+        assert image_of(rs["3"]).endswith("-crash")
+        assert rs["3"]["spec"]["replicas"] == 0
+        assert rs["4"]["spec"]["replicas"] == 3
+        assert (
+            rs["4"]["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] == "2"
+        )
+        conditions = {c["type"]: c for c in deployment["status"]["conditions"]}
+        assert conditions["Progressing"]["reason"] == "NewReplicaSetAvailable"
+        wait_for(lambda: len(kubectl.json("get", "pods")["items"]) == 3, what="crash pod removed")
+
     def test_bad_image_rolls_out_but_burns(self, kubectl: Kubectl, sb: sandbox.Sandbox) -> None:
         """A -bad image passes readiness (rollout succeeds) and then fails its users."""
         kubectl.run("set", "image", "deployment/maia", "maia=registry.local/maia:1.6.0-bad")
