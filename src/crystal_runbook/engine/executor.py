@@ -93,9 +93,13 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        """0 ok; 3, 4 and 130 as the error says; any other failure of a started run is 1
+        (a step failed), even when its cause was bad configuration found mid-run."""
         if self.run.status == "ok":
             return 0
-        return self.error.exit_code if self.error is not None else 1
+        if self.error is not None and self.error.exit_code in (3, 4, 130):
+            return self.error.exit_code
+        return 1
 
 
 def _deferred_steps(steps: list[Step]) -> dict[str, dict[str, templating.Deferred]]:

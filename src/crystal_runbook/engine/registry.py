@@ -187,6 +187,6 @@ class Registry:
 
 
 def unknown_action_message(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=2, cutoff=0.7)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     return f"unknown action {name!r}{hint}; known actions: {', '.join(known)}"

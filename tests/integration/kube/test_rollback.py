@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+from tests.conftest import REPO
 from tests.integration.kube.conftest import Cluster, wait_until
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ class TestRollback:
             if p["metadata"].get("deletionTimestamp") is None
         }
         assert images == {GOOD}
-        assert [s["status"] for s in run["steps"]] == ["ok", "ok", "ok"]
+        assert [s["status"] for s in run["steps"]] == ["ok", "ok", "ok", "skipped", "skipped"]
         assert run["steps"][1]["changed"] is False  # legacy mode was already active
 
     def test_second_rollback_refuses_instead_of_flipping_back(self, cluster: Cluster) -> None:
@@ -200,3 +201,29 @@ class TestResume:
         assert deployment_patches == []
         assert cluster.image() == GOOD
         assert cluster.revision() == 3
+
+
+class TestVerifiedByMetrics:
+    def test_rollback_of_a_burning_release_proves_errors_ceased(self, cluster: Cluster) -> None:
+        """With a metrics source, the trigger rules that fired must be clear before `ok`."""
+        inventory = cluster.root / "inventory"
+        text = (inventory / "services.yaml").read_text()
+        (inventory / "services.yaml").write_text(
+            text.replace(
+                "        health_url:",
+                f"        metrics: {{source: scrape, url: {cluster.sb.metrics_url()}}}\n"
+                "        health_url:",
+            )
+        )
+        (inventory / "triggers.yaml").write_text((REPO / "inventory" / "triggers.yaml").read_text())
+        cluster.kubectl("set", "image", "deployment/maia", "maia=registry.local/maia:1.5.1-bad")
+        cluster.wait_rolled_out()
+        done = cluster.cli("rollback", "maia", "-o", "json", timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        run = json.loads(done.stdout)
+        by_id = {s["id"]: s for s in run["steps"]}
+        assert by_id["errors-ceased"]["status"] == "ok"
+        assert by_id["errors-ceased"]["outputs"]["rule"] == "error-rate"
+        assert by_id["errors-ceased"]["outputs"]["value"] < 0.05
+        assert by_id["performance-restored"]["outputs"]["value"] < 2
+        assert cluster.image() == CURRENT
