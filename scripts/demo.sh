@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The demo on the embedded defaults: no token, no cluster, nothing to configure.
-# Builds .venv if missing, installs crystal-runbook, then runs a shipped runbook end to end
-# and shows what the journal recorded. (The full rollback story, `crystal-runbook demo`,
-# replaces this body once the sandbox rollback lands.)
+# The demo on the embedded defaults: no cluster, no Slack token, no Prometheus to set up.
+# Builds .venv if missing, installs crystal-runbook, then runs `crystal-runbook demo`: a
+# sandbox cluster, a bad release, the rollback trigger firing, the verified rollback and the
+# incident document (its path is printed at the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,18 +12,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
 
-export CRYSTAL_STATE_DIR=${CRYSTAL_STATE_DIR:-$(mktemp -d)/.crystal}
-bin=.venv/bin/crystal-runbook
-echo "state directory: $CRYSTAL_STATE_DIR"
-echo
-echo "\$ crystal-runbook plan practice"
-"$bin" plan practice
-echo
-echo "\$ crystal-runbook run practice -p seconds=2s --yes"
-"$bin" run practice -p seconds=2s --yes
-echo
-echo "\$ crystal-runbook runs"
-"$bin" runs
-echo
-echo "\$ crystal-runbook runs show <last run>"
-"$bin" runs show "$("$bin" runs --limit 1 -o json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+exec .venv/bin/crystal-runbook demo "$@"

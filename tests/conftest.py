@@ -39,8 +39,8 @@ class Cli:
             CRYSTAL_ACTION_MODULES="crystal_runbook.testing",
             CRYSTAL_ACTOR="tester",
             PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-            **extra,
         )
+        env.update(extra)
         return env
 
     def argv(self, *args: str) -> list[str]:

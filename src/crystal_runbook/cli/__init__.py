@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from crystal_runbook.cli import _common, _hoist, oncall, runbooks, runs, sandbox, watch
+from crystal_runbook.cli import _common, _hoist, demo, oncall, runbooks, runs, sandbox, watch
 
 app = typer.Typer(
     name="crystal-runbook",
@@ -77,6 +77,7 @@ def root(
 
 
 oncall.register(app)
+demo.register(app)
 runbooks.register(app)
 runs.register(app)
 watch.register(app)

@@ -280,6 +280,8 @@ class StepRunner:
         rec.ended_at = journal_mod.now_iso()
         if outcome is not None:
             message = f"done: {outcome.summary or rec.summary}"
+        elif self.registry.get(rec.uses).read_only:
+            message = f"holds: {rec.summary}" if rec.summary else "holds"
         else:
             message = f"no change needed: {rec.summary}" if rec.summary else "no change needed"
         self.save(state, rec, message)

@@ -56,7 +56,7 @@ class PlainSink:
             return  # every step starts with a check; say so only when asked (-v)
         clock = event.at[11:19]
         who = event.step_id or "run"
-        self.stream.write(f"{clock} {who:<16} {event.status:<11} {event.message}\n")
+        self.stream.write(f"{clock} {who:<20} {event.status:<10} {event.message}\n")
         self.stream.flush()
 
     def __enter__(self) -> PlainSink:

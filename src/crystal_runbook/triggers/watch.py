@@ -281,8 +281,11 @@ class Watcher:
             },
         }
         self._save()
+        outcome = {"rollback": {"run_id": attempt.run_id, "status": attempt.status}}
         if attempt.status == "ok":
-            self.notify(Notice("info", f"rollback run {attempt.run_id} finished ok"))
+            self.notify(
+                Notice("info", f"rollback run {attempt.run_id} finished ok", data=outcome)
+            )
         else:
             self.notify(
                 Notice(
@@ -291,6 +294,7 @@ class Watcher:
                     + (f" (run {attempt.run_id})" if attempt.run_id else "")
                     + f": {attempt.error or 'see the run'}; not retried automatically in this "
                     "incident",
+                    data=outcome,
                 )
             )
 

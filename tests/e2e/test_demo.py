@@ -1,0 +1,36 @@
+"""`crystal-runbook demo` runs the whole story on the embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from tests.conftest import REPO, Cli
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_detects_rolls_back_verifies_and_documents(cli: Cli) -> None:
+    """Bad release, trigger fires, verified rollback, incident document: exit 0, in time."""
+    started = time.monotonic()
+    out = cli("--runbooks", str(REPO / "runbooks"), "demo", timeout=240, CRYSTAL_ACTION_MODULES="")
+    took = time.monotonic() - started
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert took < 90, f"the demo took {took:.0f} s"
+    match = re.search(r"Rollback run ([0-9a-f]{12}) ok, ([0-9.]+) s after", out.stdout)
+    assert match, out.stdout
+    run = json.loads(cli("runs", "show", match.group(1), "-o", "json").stdout)
+    assert run["runbook"] == "rollback"
+    assert run["status"] == "ok"
+    assert "trigger fired for maia in sandbox" in run["params"]["reason"]
+    by_id = {s["id"]: s for s in run["steps"]}
+    assert by_id["undo"]["outputs"]["from_images"] == {"maia": "registry.local/maia:1.5.1-bad"}
+    assert by_id["errors-ceased"]["status"] == "ok"
+    # the triggers' for-window is 10 s at a 1 s interval: the rollback starts within for + 3 s
+    assert float(match.group(2)) <= 13.0
+    runs = json.loads(cli("runs", "-o", "json").stdout)
+    assert [r["runbook"] for r in runs] == ["rollback", "release"]
+    assert not (cli.state / "demo" / "sandbox" / "pid").exists()
