@@ -32,6 +32,7 @@ from crystal_runbook.engine.registry import Action, Registry, StepContext
 from crystal_runbook.engine.secrets import Redactor
 
 if TYPE_CHECKING:
+    from crystal_runbook.incident import generate as incident_generate
     from crystal_runbook.triggers.evaluator import Report
     from crystal_runbook.triggers.loader import Bound
     from crystal_runbook.triggers.watch import Notice, WatchSettings
@@ -98,12 +99,17 @@ class Workspace:
 
     @cached_property
     def registry(self) -> Registry:
+        from crystal_runbook.actions import incident as incident_action
         from crystal_runbook.actions import metrics
 
         registry = build_registry(self.action_modules)
         checker = registry.get("metrics.check") if "metrics.check" in registry else None
         if isinstance(checker, metrics.MetricsCheck):  # its rules: this workspace's triggers
             checker.triggers_file = self.inventory_dir / "triggers.yaml"
+        writer = registry.get("incident.write") if "incident.write" in registry else None
+        if isinstance(writer, incident_action.IncidentWrite):  # this workspace's journal
+            writer.journal = lambda: self.journal
+            writer.redactor = self.redactor
         return registry
 
     @cached_property
@@ -474,6 +480,33 @@ class Workspace:
 
     def show(self, run_id: str) -> journal_mod.RunRecord:
         return self.journal.get_run(run_id)
+
+    def incident(self, run_id: str, *, write: bool = True) -> incident_generate.Rendered:
+        """The incident document of a run, generated from the journal as it is now.
+
+        With ``write`` its files (Markdown, JSON, chart) are written to
+        `<state dir>/incidents/` where they differ.
+
+        Raises:
+            errors.RunNotFound: no such run (exit 2).
+            errors.ConfigurationError: the files cannot be written.
+        """
+        from crystal_runbook.incident import files, generate
+
+        prepared = generate.prepare(
+            self.journal, run_id, directory=self.state_dir / files.DIRECTORY
+        )
+        rendered = generate.render(prepared, redactor=self.redactor, draw=write)
+        if write:
+            try:
+                generate.write(rendered)
+            except OSError as exc:
+                raise errors.ConfigurationError(
+                    f"cannot write the incident document to {prepared.paths.markdown.parent}: "
+                    f"{exc.strerror or exc}",
+                    hint="check the state directory (--state-dir) is writable",
+                ) from None
+        return rendered
 
     # -- validation --------------------------------------------------------------------------
 

@@ -17,7 +17,17 @@ from typing import Annotated
 
 import typer
 
-from crystal_runbook.cli import _common, _hoist, demo, oncall, runbooks, runs, sandbox, watch
+from crystal_runbook.cli import (
+    _common,
+    _hoist,
+    demo,
+    incident,
+    oncall,
+    runbooks,
+    runs,
+    sandbox,
+    watch,
+)
 
 app = typer.Typer(
     name="crystal-runbook",
@@ -80,6 +90,7 @@ oncall.register(app)
 demo.register(app)
 runbooks.register(app)
 runs.register(app)
+incident.register(app)
 watch.register(app)
 app.add_typer(sandbox.app, name="sandbox")
 

@@ -1,0 +1,151 @@
+"""`incident.write`: the run writes its own incident document, from the journal.
+
+The last step of `rollback.yaml` (and of its `on_failure`, so a failed rollback is
+documented too). Its check builds the document as the run stood when the step started and
+compares it with the files on disk: identical files are "no change", so a resumed run or a
+second check rewrites nothing. Its apply writes the Markdown, the JSON and the chart.
+
+A document problem never passes silently: a chart that cannot be drawn leaves a document
+that says why; a document that cannot be written fails the step with a message saying that
+the steps before it are done and how to write the document later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from crystal_runbook import errors
+from crystal_runbook.engine import journal as journal_mod
+from crystal_runbook.engine.model import MAX_INPUT_LENGTH
+from crystal_runbook.engine.registry import Action, Args, Change, Check, Outcome, StepContext
+from crystal_runbook.engine.secrets import Redactor
+from crystal_runbook.incident import files, generate
+
+
+class IncidentWriteArgs(Args):
+    chart: bool = Field(default=True, description="Draw the PNG chart of the trigger metric.")
+    directory: str | None = Field(
+        default=None,
+        max_length=MAX_INPUT_LENGTH,
+        description="Where the files go; default: <state dir>/incidents.",
+    )
+
+
+class IncidentWrite(Action):
+    """Write the run's incident document (Markdown, JSON, chart) from the journal."""
+
+    name = "incident.write"
+    summary = (
+        "Write the run's incident document (Markdown, JSON, PNG chart) from the journal; "
+        "no change when the files already hold it."
+    )
+    Args = IncidentWriteArgs
+    outputs = ("markdown", "json", "chart", "status")
+    default_timeout = 120.0
+
+    def __init__(self) -> None:
+        self.journal: Callable[[], journal_mod.Journal] | None = None
+        """Set by the service layer: gives the workspace's journal (opened on first use);
+        without it the journal of the step's state directory is opened for each call."""
+        self.redactor: Redactor | None = None
+        """Set by the service layer (it also knows secret parameters); else from the env."""
+
+    def check(self, args: Any, ctx: StepContext) -> Check:
+        directory = self._directory(args, ctx)
+        if ctx.dry_run:
+            return Check(
+                satisfied=False,
+                summary=f"write the run's incident document to {directory}/"
+                "<UTC date>-<service>-<run id>.md",
+            )
+        rendered = self._render(args, ctx, directory, draw=False)
+        outputs = self._outputs(rendered)
+        if rendered.up_to_date():
+            return Check(
+                satisfied=True,
+                summary=f"incident document {rendered.paths.markdown} is up to date",
+                outputs=outputs,
+            )
+        before = "outdated" if rendered.paths.markdown.exists() else "absent"
+        return Check(
+            satisfied=False,
+            summary=f"write the incident document {rendered.paths.markdown}",
+            changes=(Change("incident document", before, str(rendered.paths.markdown)),),
+            outputs=outputs,
+        )
+
+    def apply(self, args: Any, ctx: StepContext, check: Check) -> Outcome:
+        directory = self._directory(args, ctx)
+        rendered = self._render(args, ctx, directory, draw=args.chart)
+        try:
+            written = generate.write(rendered)
+        except OSError as exc:
+            raise errors.PermanentActionError(
+                f"the incident document could not be written to {directory}: {exc.strerror or exc}"
+                "; the steps before this one are done and journalled",
+                hint=f"fix the directory, then `crystal-runbook incident show {ctx.run_id}` "
+                "writes the document from the journal",
+            ) from None
+        chart = rendered.document.chart
+        note = "" if chart.path else f" ({chart.reason.rstrip('.')})"
+        return Outcome(
+            changed=bool(written),
+            summary=f"wrote the incident document {rendered.paths.markdown}{note}",
+            outputs=self._outputs(rendered),
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _directory(args: Any, ctx: StepContext) -> Path:
+        return Path(args.directory) if args.directory else ctx.state_dir / files.DIRECTORY
+
+    def _render(
+        self, args: Any, ctx: StepContext, directory: Path, *, draw: bool
+    ) -> generate.Rendered:
+        opened = None
+        if self.journal is not None:
+            source = self.journal()
+        else:
+            opened = journal_mod.open_journal(ctx.state_dir)
+            source = opened
+        try:
+            prepared = generate.prepare(
+                source, ctx.run_id, directory=directory, writer_step=ctx.step_id
+            )
+            if not args.chart:
+                prepared = dataclasses.replace(
+                    prepared, spec="No chart: this step was told not to draw one (chart: false)."
+                )
+            return generate.render(prepared, redactor=self.redactor or Redactor(), draw=draw)
+        except errors.CrystalError:
+            raise
+        except (
+            Exception
+        ) as exc:  # a bug in the generator: say clearly that only the document failed
+            raise errors.PermanentActionError(
+                f"the incident document could not be generated ({type(exc).__name__}: {exc}); "
+                "the steps before this one are done and journalled",
+                hint=f"`crystal-runbook incident show {ctx.run_id}` retries from the journal; "
+                "please report this as a bug",
+            ) from exc
+        finally:
+            if opened is not None:
+                opened.close()
+
+    @staticmethod
+    def _outputs(rendered: generate.Rendered) -> dict[str, Any]:
+        return {
+            "markdown": str(rendered.paths.markdown),
+            "json": str(rendered.paths.json),
+            "chart": rendered.document.chart.path,
+            "status": rendered.document.status,
+        }
+
+
+ACTIONS: tuple[type[Action], ...] = (IncidentWrite,)

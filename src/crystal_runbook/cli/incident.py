@@ -1,0 +1,48 @@
+"""`incident show`: the incident document of a run, generated from the journal."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from crystal_runbook.cli import _common
+
+app = typer.Typer(help="Incident documents, generated from the journal.", no_args_is_help=True)
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="md or json (default: md; json with -o json)."),
+    ] = None,
+) -> None:
+    """Print a run's incident document and (re)write its files under <state dir>/incidents/.
+
+    Example: crystal-runbook incident show 3fa2c1d09b7e --format json
+    """
+    opts = _common.options(ctx)
+    chosen = fmt or ("json" if opts.json else "md")
+    if chosen not in ("md", "json"):
+        raise _common.fail(f"--format must be md or json, not {chosen!r}", code=2)
+    with _common.handle_errors():
+        from crystal_runbook import service
+
+        ws = service.Workspace(
+            state_dir=opts.state_dir, inventory_dir=opts.inventory, runbooks_dir=opts.runbooks
+        )
+        try:
+            rendered = ws.incident(run_id)
+        finally:
+            ws.close()
+        sys.stdout.write(rendered.json if chosen == "json" else rendered.markdown)
+        print(f"incident document: {rendered.paths.markdown}", file=sys.stderr)
+
+
+def register(root: typer.Typer) -> None:
+    """Add `incident` to the root app."""
+    root.add_typer(app, name="incident")
