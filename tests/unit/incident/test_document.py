@@ -318,3 +318,59 @@ class TestNotificationsAndNoChart:
         assert reason in parse(markdown)[1]["Trigger metric chart"].text()
         assert not list((ws.state_dir / "incidents").glob("*.png"))
         validate(doc)
+
+
+class TestProblemsAreSaidClearly:
+    """A document that cannot be written fails loudly; a killed run reads as interrupted."""
+
+    def test_unwritable_directory_fails_the_step_saying_why(self, ws: service.Workspace) -> None:
+        """The error names the directory, says the earlier steps are done, and how to retry."""
+        blocker = ws.state_dir.parent / "not-a-directory"
+        blocker.write_text("a file where the directory should be")
+        runbook = (ws.runbooks_dir / "rollback.yaml").read_text()
+        runbook = runbook.replace(
+            "  - id: document\n    uses: incident.write\n",
+            f"  - id: document\n    uses: incident.write\n    with: {{directory: '{blocker}/x'}}\n",
+        )
+        (ws.runbooks_dir / "rollback.yaml").write_text(runbook)
+        result = ws.run("rollback", {"service": "maia"}, assume_yes=True)
+        run = ws.show(result.run.id)
+        step = next(s for s in run.steps if s.id == "document")
+        assert step.status == "failed"
+        assert f"could not be written to {blocker}/x" in str(step.error)
+        assert "the steps before this one are done and journalled" in str(step.error)
+        events = [e.message for e in ws.journal.events(run.id) if e.step_id == "document"]
+        assert any(f"crystal-runbook incident show {run.id}" in m for m in events)
+        undo = next(s for s in run.steps if s.id == "undo")
+        assert (undo.status, undo.changed) == ("ok", True)
+
+    def test_a_killed_run_is_interrupted(self, ws: service.Workspace) -> None:
+        """A run left `running` by a process that no longer exists is documented as
+        interrupted, stopped at its unfinished step."""
+        run = journal.RunRecord(
+            id="deadbeef0001",
+            runbook="rollback",
+            env="sandbox",
+            actor="oncall",
+            status="running",
+            started_at=journal.now_iso(),
+            service="maia",
+            host="elsewhere",
+            pid=1,
+            steps=[
+                journal.StepRecord(
+                    run_id="deadbeef0001", phase="main", index=0, id="undo", uses="k8s.rollout_undo"
+                )
+            ],
+        )
+        ws.journal.create_run(run)
+        run.steps[0].status = "applying"
+        run.steps[0].started_at = journal.now_iso()
+        ws.journal.save_step(run.steps[0], message="applying: revision: 2 -> 1")
+        doc = ws.incident(run.id).document
+        assert doc.status == "interrupted"
+        assert doc.failure is not None
+        assert (doc.failure.step, doc.failure.transition) == ("undo", "apply")
+        assert doc.title == (
+            "Incident: maia in sandbox rollback interrupted at step undo (manual, by oncall)"
+        )
