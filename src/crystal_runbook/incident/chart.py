@@ -115,8 +115,8 @@ def render(spec: Spec) -> bytes:
     times = [when(at) for at, _ in spec.points]
     # the trigger's window and the verification's polls: no line across the rollout between
     segments = [
-        ([t for t in times if t < start], "before the rollback"),
-        ([t for t in times if t >= start], "during and after the rollback"),
+        ([t for t in times if t < start], "trigger window"),
+        ([t for t in times if t >= start], "verification"),
     ]
     values = dict(zip(times, (v for _, v in spec.points), strict=True))
     for segment, when_drawn in segments:
@@ -128,7 +128,7 @@ def render(spec: Spec) -> bytes:
                 markersize=3,
                 linewidth=1.5,
                 color="#1f4e79" if segment[0] < start else "#2e7d32",
-                label=f"{spec.rule}, {when_drawn}",
+                label=f"{spec.rule} ({when_drawn})",
             )
     ax.axhline(
         spec.threshold,
@@ -156,7 +156,7 @@ def render(spec: Spec) -> bytes:
     ax.set_title(spec.title, fontsize=11)
     ax.grid(visible=True, alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    fig.subplots_adjust(left=0.08, right=0.78, top=0.9, bottom=0.13)
+    fig.subplots_adjust(left=0.08, right=0.75, top=0.9, bottom=0.13)
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=DPI, metadata={"Software": None})
     return out.getvalue()
