@@ -368,7 +368,7 @@ def translate(what: str, *, server: str = "", where: str = "") -> Iterator[None]
 
 
 def _retrying(deadline: float | None) -> Retrying:
-    backoff = wait_exponential_jitter(initial=0.2, max=5.0, jitter=0.2)
+    backoff = wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2)
 
     def stop(state: RetryCallState) -> bool:
         past = deadline is not None and time.monotonic() >= deadline

@@ -28,12 +28,7 @@ from crystal_runbook.triggers.watch import Notice, WatchSettings
 from tests.conftest import REPO
 from tests.unit.incident.conftest import SCHEMA, parse
 
-pytestmark = [
-    pytest.mark.integration,
-    # tenacity 9.2 deprecates `initial` in wait_exponential_jitter, which kube/client.py
-    # passes: not this suite's code (reported); without this every Kubernetes call fails here
-    pytest.mark.filterwarnings("ignore:The 'initial' parameter is deprecated:DeprecationWarning"),
-]
+pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
 BAD_IMAGE = "registry.local/maia:1.5.1-bad"
