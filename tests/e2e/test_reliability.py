@@ -224,3 +224,24 @@ def test_confirm_environment_refuses_without_yes(cli: Cli) -> None:
     assert not (cli.state / "fake-applies.log").exists()
     assert cli("run", "slow", "--env", "production", "--yes").returncode == 0
     assert os.path.exists(cli.state / "fake-applies.log")
+
+
+def test_json_output_masks_secrets_like_the_journal(cli: Cli) -> None:
+    """A secret pasted into a parameter is masked on stdout too, not only in the journal."""
+    token = "xoxb-2222222222-zyxwvutsrqpo"  # noqa: S105 - a fake token for the test
+    cli.write(
+        "runbooks/note.yaml",
+        """
+        apiVersion: crystal-runbook/v1
+        kind: Runbook
+        name: note
+        params:
+          reason: {type: string, default: ""}
+        steps:
+          - {id: a, uses: fake.output, with: {values: {reason: "{{ params.reason }}"}}}
+        """,
+    )
+    ran = cli("run", "note", "-p", f"reason=leaked {token}", "-o", "json", SLACK_BOT_TOKEN=token)
+    assert ran.returncode == 0, ran.stderr
+    assert token not in ran.stdout
+    assert json.loads(ran.stdout)["params"]["reason"] == "leaked *****"

@@ -363,7 +363,12 @@ class Executor:
         with self._locked(state, create=False):
             run.status, run.ended_at, run.error = "running", None, None
             run.host, run.pid = socket.gethostname(), os.getpid()
-            self.journal.update_run(run, event="resumed", message=f"resumed by {request.actor}")
+            self.journal.update_run(
+                run,
+                event="resumed",
+                message=f"resumed by {request.actor}",
+                data={"actor": request.actor, "host": run.host, "pid": run.pid},
+            )
             self.steps.emit(state, "run", "resumed", f"resuming run {run.id} of {run.runbook}")
             return self._drive(state)
 

@@ -157,7 +157,14 @@ class Journal(Protocol):
     """What the engine and the shells need from a journal backend."""
 
     def create_run(self, run: RunRecord) -> None: ...
-    def update_run(self, run: RunRecord, *, event: str, message: str = "") -> None: ...
+    def update_run(
+        self,
+        run: RunRecord,
+        *,
+        event: str,
+        message: str = "",
+        data: Mapping[str, Any] | None = None,
+    ) -> None: ...
     def save_step(
         self, step: StepRecord, *, message: str = "", data: Mapping[str, Any] | None = None
     ) -> None: ...
@@ -348,7 +355,14 @@ class SqliteJournal:
                 data={"env": run.env, "service": run.service, "actor": run.actor},
             )
 
-    def update_run(self, run: RunRecord, *, event: str, message: str = "") -> None:
+    def update_run(
+        self,
+        run: RunRecord,
+        *,
+        event: str,
+        message: str = "",
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
         with self._tx() as cur:
             cur.execute(
                 "UPDATE runs SET status = ?, ended_at = ?, error = ?, host = ?, pid = ?, meta = ? "
@@ -364,7 +378,13 @@ class SqliteJournal:
                 ),
             )
             self._event(
-                cur, run.id, step_id=None, kind="run", status=event, message=message or event
+                cur,
+                run.id,
+                step_id=None,
+                kind="run",
+                status=event,
+                message=message or event,
+                data=data,
             )
 
     def _write_step(self, cur: sqlite3.Cursor, step: StepRecord) -> None:
