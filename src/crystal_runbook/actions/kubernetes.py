@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from crystal_runbook import errors
+from crystal_runbook.engine import model
 from crystal_runbook.engine.journal import now_iso
 from crystal_runbook.engine.model import MAX_INPUT_LENGTH, Duration
 from crystal_runbook.engine.registry import Action, Args, Change, Check, Outcome, StepContext
@@ -633,12 +634,7 @@ class LogsArgs(_KubeArgs):
     @field_validator("grep")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"grep is not a valid regular expression: {exc}") from None
-        return value
+        return model.regex(value, "grep")
 
 
 class Logs(Action):

@@ -44,6 +44,20 @@ Duration = Annotated[
 ParamType = Literal["string", "integer", "number", "boolean", "duration", "list"]
 
 
+def regex(value: str | None, what: str) -> str | None:
+    """``value`` if it is a valid regular expression (for validators of models that take one).
+
+    Raises:
+        ValueError: naming ``what`` and the compiler's complaint.
+    """
+    if value is not None:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{what} is not a valid regular expression: {exc}") from None
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -68,12 +82,7 @@ class ParamSpec(_Strict):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
-        return value
+        return regex(value, "pattern")
 
 
 class Retry(_Strict):
