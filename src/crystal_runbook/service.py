@@ -33,6 +33,7 @@ from crystal_runbook.engine.secrets import Redactor
 
 if TYPE_CHECKING:
     from crystal_runbook.incident import generate as incident_generate
+    from crystal_runbook.notify import slack as slack_notify
     from crystal_runbook.triggers.evaluator import Report
     from crystal_runbook.triggers.loader import Bound
     from crystal_runbook.triggers.watch import Notice, WatchSettings
@@ -101,16 +102,27 @@ class Workspace:
     def registry(self) -> Registry:
         from crystal_runbook.actions import incident as incident_action
         from crystal_runbook.actions import metrics
+        from crystal_runbook.actions import slack as slack_action
 
         registry = build_registry(self.action_modules)
         checker = registry.get("metrics.check") if "metrics.check" in registry else None
         if isinstance(checker, metrics.MetricsCheck):  # its rules: this workspace's triggers
             checker.triggers_file = self.inventory_dir / "triggers.yaml"
+        notifier = registry.get("slack.notify") if "slack.notify" in registry else None
+        if isinstance(notifier, slack_action.Notify):  # Slack or, without a token, the outbox
+            notifier.notifier = self.notifier
         writer = registry.get("incident.write") if "incident.write" in registry else None
         if isinstance(writer, incident_action.IncidentWrite):  # this workspace's journal
             writer.journal = lambda: self.journal
             writer.redactor = self.redactor
         return registry
+
+    @cached_property
+    def notifier(self) -> slack_notify.Notifier:
+        """Notifications of this state directory: Slack with SLACK_BOT_TOKEN, else the outbox."""
+        from crystal_runbook.notify import slack
+
+        return slack.Notifier(state_dir=self.state_dir, redactor=self.redactor)
 
     @cached_property
     def inventory(self) -> inventory_mod.Inventory:
@@ -507,6 +519,22 @@ class Workspace:
                     hint="check the state directory (--state-dir) is writable",
                 ) from None
         return rendered
+
+    # -- the outbox (notifications not yet on Slack) -----------------------------------------
+
+    def outbox(self, *, include_sent: bool = False) -> slack_notify.Listing:
+        """Notifications waiting in ``<state dir>/outbox/`` (and, if asked, those delivered)."""
+        return self.notifier.listing(include_sent=include_sent)
+
+    def flush_outbox(
+        self, *, progress: Callable[[str], None] | None = None
+    ) -> list[slack_notify.Result]:
+        """Deliver what waits in the outbox (needs SLACK_BOT_TOKEN); idempotent.
+
+        Raises:
+            errors.ConfigurationError: no token is configured (exit 2).
+        """
+        return self.notifier.flush(progress=progress or (lambda _message: None))
 
     # -- validation --------------------------------------------------------------------------
 

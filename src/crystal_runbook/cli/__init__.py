@@ -23,6 +23,7 @@ from crystal_runbook.cli import (
     demo,
     incident,
     oncall,
+    outbox,
     runbooks,
     runs,
     sandbox,
@@ -90,6 +91,7 @@ oncall.register(app)
 demo.register(app)
 runbooks.register(app)
 runs.register(app)
+outbox.register(app)
 incident.register(app)
 watch.register(app)
 app.add_typer(sandbox.app, name="sandbox")

@@ -144,6 +144,7 @@ BUILTIN: dict[str, str] = {
     "k8s.logs": "crystal_runbook.actions.kubernetes:Logs",
     "metrics.check": "crystal_runbook.actions.metrics:MetricsCheck",
     "sql.check": "crystal_runbook.actions.sql:SqlCheck",
+    "slack.notify": "crystal_runbook.actions.slack:Notify",
     "incident.write": "crystal_runbook.actions.incident:IncidentWrite",
 }
 
