@@ -113,9 +113,8 @@ class Notifier:
         text = _clip(message.text, 80)
         if self.settings.configured:
             return f"post to {where}: {text}"
-        return (
-            f"print and queue for {where} in the outbox ({slackapi.TOKEN_ENV} is not set): {text}"
-        )
+        reason = self.settings.problem or f"{slackapi.TOKEN_ENV} is not set"
+        return f"print and queue for {where} in the outbox ({reason}): {text}"
 
     def find(
         self, origin: Mapping[str, Any], notice: Mapping[str, Any]
