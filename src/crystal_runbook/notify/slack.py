@@ -20,6 +20,7 @@ it) is first looked up on Slack by its metadata and posted only if it is not the
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -29,9 +30,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from crystal_runbook import errors
+from crystal_runbook.engine import events
 from crystal_runbook.engine.secrets import Redactor
+from crystal_runbook.notify import jsonlog, slackapi
 from crystal_runbook.notify import outbox as outbox_mod
-from crystal_runbook.notify import slackapi
 
 Progress = Callable[[str], None]
 
@@ -402,7 +404,28 @@ class Notifier:
         )
 
     def _print(self, entry: outbox_mod.Entry, *, headline: str, footer: str) -> None:
+        """Show the message on the console: a block of lines, or one JSON log line when
+        `CRYSTAL_LOG_FORMAT=json` makes stderr a stream of JSON lines."""
         message = entry.message
+        if os.environ.get("CRYSTAL_LOG_FORMAT", "").lower() == "json":
+            event = events.Event(
+                kind="notification",
+                run_id=entry.origin.run_id,
+                status="warning" if entry.last_error else "queued",
+                message=headline,
+                at=outbox_mod.now(),
+                step_id=entry.origin.step_id,
+                uses="slack.notify",
+                data={
+                    "channel": message.channel,
+                    "text": message.text,
+                    "reply_to": message.reply_to,
+                    "outbox": str(self.outbox.path(entry)),
+                    "detail": footer,
+                },
+            )
+            jsonlog.JsonLogSink(self.stream)(event)
+            return
         where = message.channel or "(no channel: set slack_channel in inventory/services.yaml)"
         if message.reply_to:
             where += f", in the thread of step {message.reply_to}"

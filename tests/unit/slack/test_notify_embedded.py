@@ -54,6 +54,24 @@ class TestEmbeddedDefault:
             "actor": "tester",
         }
 
+    def test_json_logs_get_one_json_line_per_message(
+        self,
+        tmp_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """With CRYSTAL_LOG_FORMAT=json stderr stays a stream of JSON lines."""
+        monkeypatch.setenv("CRYSTAL_LOG_FORMAT", "json")
+        ws = make_workspace(tmp_path)
+        ws.run("announce", {"service": "maia"})
+        ws.close()
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        notices = [line for line in lines if line["kind"] == "notification"]
+        assert [n["step"] for n in notices] == ["announce", "summary"]
+        assert notices[0]["data"]["text"].startswith("Rollback of maia in sandbox")
+        assert notices[0]["data"]["channel"] == "#maia-incidents"
+        assert Path(notices[0]["data"]["outbox"]).exists()
+
     def test_a_reply_remembers_the_message_it_answers(self, tmp_path: Path) -> None:
         """`reply_to` in the outbox keeps the parent's key, so `flush` can thread it later."""
         ws = make_workspace(tmp_path)
