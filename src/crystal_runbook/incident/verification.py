@@ -159,7 +159,10 @@ def users_notified(run: journal.RunRecord) -> CheckItem:
     sent = facts.notifications(run)
     if not sent:
         return CheckItem(item, "not_verified", "not notified (no slack.notify step)")
-    delivered = [(s, where) for s, where in sent if s.status == "ok" and where]
+    delivered = [
+        (s, where) for s, where in sent if s.status == "ok" and where and not s.outputs.get("error")
+    ]
+    undelivered = [s for s, _ in sent if s.status == "ok" and s.outputs.get("error")]
     failed = [s for s, _ in sent if s.status == "failed"]
     if delivered:
         detail = "; ".join(f"step {s.id}: {where}" for s, where in delivered)
@@ -169,6 +172,16 @@ def users_notified(run: journal.RunRecord) -> CheckItem:
     if failed:
         return CheckItem(
             item, "failed", f"step {failed[0].id} failed: {failed[0].error}", failed[0].id
+        )
+    if undelivered:
+        first_step = undelivered[0]
+        return CheckItem(
+            item,
+            "failed",
+            f"step {first_step.id}: Slack delivery failed ({first_step.outputs['error']}); the "
+            f"message waits in {first_step.outputs.get('outbox')} (`crystal-runbook outbox "
+            "flush` delivers it)",
+            first_step.id,
         )
     return CheckItem(
         item,

@@ -172,7 +172,9 @@ def test_triggered_rollback_document_matches_its_journal(
     assert f"p99 latency {p99:.3g} s" in checks["Performance restored"]["detail"]
     errors_seen = step["errors-ceased"].outputs["value"]
     assert f"error rate {errors_seen * 100:.2f} %" in checks["Errors ceased"]["detail"]
-    assert checks["Users notified"]["detail"] == "not notified (no slack.notify step)"
+    outbox = step["announce"].outputs["outbox"]  # no Slack token here: the embedded default
+    assert checks["Users notified"]["state"] == "passed"
+    assert f"step announce: outbox entry {outbox}" in checks["Users notified"]["detail"]
 
     # durations: journal timestamps
     restored = step["performance-restored"].ended_at

@@ -24,7 +24,8 @@ class TestRollback:
         run = json.loads(done.stdout)
         assert run["status"] == "ok"
         assert run["params"]["reason"] == "p99 above 2s"
-        undo = run["steps"][0]
+        steps = {s["id"]: s for s in run["steps"]}
+        undo = steps["undo"]
         assert undo["outputs"]["from_revision"] == 2
         assert undo["outputs"]["to_revision"] == 1
         assert undo["outputs"]["to_images"] == {"maia": GOOD}
@@ -44,8 +45,19 @@ class TestRollback:
             if p["metadata"].get("deletionTimestamp") is None
         }
         assert images == {GOOD}
-        assert [s["status"] for s in run["steps"]] == ["ok", "ok", "ok", "skipped", "skipped"]
-        assert run["steps"][1]["changed"] is False  # legacy mode was already active
+        assert {i: s["status"] for i, s in steps.items()} == {
+            "announce": "ok",
+            "undo": "ok",
+            "legacy-mode": "ok",
+            "healthy": "ok",
+            "errors-ceased": "skipped",
+            "performance-restored": "skipped",
+            "users-notified": "ok",
+            "document": "ok",
+        }
+        assert steps["legacy-mode"]["changed"] is False  # legacy mode was already active
+        assert steps["announce"]["outputs"]["outbox"]  # no Slack token: the outbox has it
+        assert steps["document"]["outputs"]["markdown"].endswith(f"-maia-{run['id']}.md")
 
     def test_second_rollback_refuses_instead_of_flipping_back(self, cluster: Cluster) -> None:
         """kubectl would flip back to the bad release; we stop and say why (exit 1)."""
@@ -68,8 +80,9 @@ class TestRollback:
         second = cluster.cli("rollback", "maia", "--to-revision", "3", "-o", "json")
         assert second.returncode == 0, second.stderr
         run = json.loads(second.stdout)
-        assert run["steps"][0]["changed"] is False
-        assert "already runs revision 3's template" in run["steps"][0]["summary"]
+        undo = next(s for s in run["steps"] if s["id"] == "undo")
+        assert undo["changed"] is False
+        assert "already runs revision 3's template" in undo["summary"]
         assert cluster.mutations(before) == []
 
     def test_dry_run_shows_the_diff_and_changes_nothing(self, cluster: Cluster) -> None:
@@ -167,7 +180,8 @@ class TestStuckRollouts:
         assert shown["status"] == "failed"
         back = cluster.cli("rollback", "maia", "-o", "json")
         assert back.returncode == 0, back.stdout + back.stderr
-        assert json.loads(back.stdout)["steps"][0]["outputs"]["to_images"] == {"maia": CURRENT}
+        undo = next(s for s in json.loads(back.stdout)["steps"] if s["id"] == "undo")
+        assert undo["outputs"]["to_images"] == {"maia": CURRENT}
         cluster.wait_rolled_out()
 
 

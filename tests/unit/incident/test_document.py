@@ -374,3 +374,35 @@ class TestProblemsAreSaidClearly:
         assert doc.title == (
             "Incident: maia in sandbox rollback interrupted at step undo (manual, by oncall)"
         )
+
+
+class TestUndeliveredNotice:
+    """A Slack delivery that failed and fell back to the outbox is not "users notified"."""
+
+    def test_outbox_fallback_after_an_error_fails_the_item(self) -> None:
+        """The item says the delivery failed, where the message waits and how to send it."""
+        from crystal_runbook.engine import journal
+        from crystal_runbook.incident import verification
+
+        step = journal.StepRecord(
+            run_id="r1",
+            phase="main",
+            index=0,
+            id="announce",
+            uses="slack.notify",
+            status="ok",
+            outputs={"outbox": ".crystal/outbox/r1.announce.json", "error": "channel_not_found"},
+        )
+        run = journal.RunRecord(
+            id="r1",
+            runbook="rollback",
+            env="production",
+            actor="a",
+            status="ok",
+            started_at=journal.now_iso(),
+            steps=[step],
+        )
+        item = verification.users_notified(run)
+        assert item.state == "failed"
+        assert "Slack delivery failed (channel_not_found)" in item.detail
+        assert "outbox flush" in item.detail
