@@ -329,7 +329,8 @@ class TestSecrets:
         """Environment secrets and secret parameters are masked in every journal row."""
         token = "xoxb-1234567890-abcdefghijkl"  # noqa: S105 - a fake token for the test
         monkeypatch.setenv("SLACK_BOT_TOKEN", token)
-        monkeypatch.setenv("CRYSTAL_DATABASE_URL", "postgresql://crystal:hunter2pass@db/crystal")
+        fake_url = "postgresql://crystal:hunter2pass@db/crystal"
+        monkeypatch.setenv("CRYSTAL_DATABASE_URL", fake_url)
         write_runbook(
             "leak",
             """
@@ -350,7 +351,7 @@ class TestSecrets:
             inventory_dir=workspace.inventory_dir,
             action_modules=("crystal_runbook.testing",),
         )
-        note = f"token {token} db postgresql://crystal:hunter2pass@db/crystal"
+        note = f"token {token} db {fake_url}"
         ws.run("leak", {"note": note, "api_key": "s3cr3t-value-42"})
         ws.close()
         dump = "\n".join(sqlite3.connect(workspace.state_dir / "journal.db").iterdump())

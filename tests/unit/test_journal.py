@@ -68,7 +68,8 @@ class TestRecords:
     def test_redactor_masks_values_and_shapes(self) -> None:
         """Known secret values, token shapes and URL passwords are masked."""
         r = Redactor({"SLACK_SIGNING_SECRET": "abcdef123456", "HOME": "/root"})
-        text = r.text("sig abcdef123456 xoxp-11111-22222-abcdef https://u:pw1234@h/x home /root")
+        fake = "sig abcdef123456 xoxp-11111-22222-abcdef https://u:pw1234@h/x home /root"
+        text = r.text(fake)
         assert text == "sig ***** ***** https://u:*****@h/x home /root"
         assert r.data({"DB_PASSWORD": "x", "n": ["abcdef123456"]}) == {
             "DB_PASSWORD": "*****",

@@ -78,7 +78,7 @@ def test_flush_that_cannot_deliver_exits_1_with_the_reason(
 ) -> None:
     """A refused delivery stays in the outbox, with its reason, and flush exits 1."""
     assert workspace("run", "announce", "-p", "service=maia").returncode == 0
-    wrong = "xoxb-1111-not-the-right-one"
+    wrong = "xoxb-1111-not-the-right-one"  # fake secret for the test
     out = workspace("outbox", "flush", **slack_server.env(token=wrong))
     assert out.returncode == 1
     assert "failed" in out.stdout

@@ -172,7 +172,7 @@ class TestFallback:
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         """A refused token fails once, loudly, and the run goes on with the message queued."""
-        bad = "xoxb-9999-revoked-token-abcdef"
+        bad = "xoxb-9999-revoked-token-abcdef"  # fake secret for the test
         use(slack_server, monkeypatch, token=bad)
         ws, run_id = run(tmp_path)
         outputs = step_outputs(ws, run_id, "announce")

@@ -27,7 +27,7 @@ class TestAuth:
         assert data["team_id"] == "T0CRYSTAL"
 
     @pytest.mark.parametrize(
-        ("token", "code"), [("xoxb-wrong-token", "invalid_auth"), ("", "not_authed")]
+        ("token", "code"), [("xoxb-wrong-token", "invalid_auth"), ("", "not_authed")]  # fake secret for the test
     )
     def test_a_wrong_or_missing_token_is_refused(
         self, slack_server: SlackServer, token: str, code: str

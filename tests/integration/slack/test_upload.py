@@ -57,7 +57,7 @@ def test_text_content_is_redacted(slack_server: SlackServer) -> None:
         redactor=Redactor({}),
         channel="C0CRYSTAL03",
         filename="tail.log",
-        content="token=xoxb-123456-abcdefgh done",
+        content="token=xoxb-123456-abcdefgh done",  # fake secret for the test
     )
     (stored,) = slack_server.files.values()
     assert stored.content == b"token=***** done"

@@ -15,7 +15,7 @@ from tests.unit.incident.conftest import SCHEMA, parse, write_workspace
 
 TOKEN = "xoxb-1234567890-abcdefghijkl"  # noqa: S105 - a fake token the test must not find
 PASSWORD = "s3cr3t-Pa55word"  # noqa: S105 - a fake password the test must not find
-DATABASE_URL = f"postgresql://crystal:{PASSWORD}@db.internal:5432/journal"
+DATABASE_URL = f"postgresql://crystal:{PASSWORD}@db.internal:5432/journal"  # fake secret for the test
 
 
 def run_cli(cli: Cli, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -172,13 +172,13 @@ class TestSecrets:
         monkeypatch.setenv("MAIA_DB_PASSWORD", "hunter2-very-secret")
         ws = make_workspace(tmp_path)
         ws.run(
-            "announce", {"service": "maia", "reason": "pw hunter2-very-secret xoxb-1234-abcdefgh"}
+            "announce", {"service": "maia", "reason": "pw hunter2-very-secret xoxb-1234-abcdefgh"}  # fake secret for the test
         )
         ws.close()
         err = capsys.readouterr().err
         stored = json.dumps(outbox_files(tmp_path))
         journal = (tmp_path / ".crystal" / "journal.db").read_bytes()
-        for secret in ("hunter2-very-secret", "xoxb-1234-abcdefgh"):
+        for secret in ("hunter2-very-secret", "xoxb-1234-abcdefgh"):  # fake secret for the test
             assert secret not in err
             assert secret not in stored
             assert secret.encode() not in journal

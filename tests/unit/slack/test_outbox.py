@@ -140,7 +140,7 @@ class TestSettings:
 
     def test_token_from_a_file_and_never_in_repr(self, tmp_path: Path) -> None:
         """SLACK_BOT_TOKEN_FILE names a file holding the token; repr() never shows it."""
-        (tmp_path / "token").write_text("xoxb-from-a-file-123456\n")
+        (tmp_path / "token").write_text("xoxb-from-a-file-123456\n")  # fake secret for the test
         settings = slackapi.SlackSettings.from_env(
             {"SLACK_BOT_TOKEN_FILE": str(tmp_path / "token")}
         )
