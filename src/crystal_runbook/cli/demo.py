@@ -1,6 +1,5 @@
 """`crystal-runbook demo`: a thin shell over ``crystal_runbook.demo`` (narration, progress)."""
 
-from __future__ import annotations
 
 import sys
 from typing import Annotated

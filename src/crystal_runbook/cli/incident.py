@@ -1,6 +1,5 @@
 """`incident show`: the incident document of a run, generated from the journal."""
 
-from __future__ import annotations
 
 import sys
 from typing import Annotated

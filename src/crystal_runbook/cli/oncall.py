@@ -4,7 +4,6 @@
 get every guarantee of the engine; `logs` and `health` read the service directly.
 """
 
-from __future__ import annotations
 
 import sys
 import threading

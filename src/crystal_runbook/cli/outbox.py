@@ -4,7 +4,6 @@ Without `SLACK_BOT_TOKEN`, or when Slack could not be reached, `slack.notify` ke
 message in `<state dir>/outbox/`; `flush` delivers them once a token is configured.
 """
 
-from __future__ import annotations
 
 import json
 import sys
@@ -28,7 +27,7 @@ SentOption = Annotated[
 ]
 
 
-def _workspace(opts: _common.GlobalOptions) -> Workspace:
+def _workspace(opts: _common.GlobalOptions) -> "Workspace":
     from crystal_runbook import service
 
     return service.Workspace(
@@ -39,11 +38,11 @@ def _workspace(opts: _common.GlobalOptions) -> Workspace:
     )
 
 
-def _entry_json(entry: outbox_mod.Entry, path: str) -> dict[str, Any]:
+def _entry_json(entry: "outbox_mod.Entry", path: str) -> dict[str, Any]:
     return {**entry.to_json(), "path": path}
 
 
-def _show(opts: _common.GlobalOptions, listing: slack.Listing) -> None:
+def _show(opts: _common.GlobalOptions, listing: "slack.Listing") -> None:
     from crystal_runbook.notify import outbox as outbox_mod
 
     box = outbox_mod.Outbox(listing.root)

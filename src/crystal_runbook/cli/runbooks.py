@@ -1,6 +1,5 @@
 """Commands that run runbooks: `run`, `plan`, `resume`, and the format's `validate`, `schema`."""
 
-from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ ParamOption = Annotated[
 ]
 
 
-def workspace(opts: _common.GlobalOptions, *, sink: object = None) -> Workspace:
+def workspace(opts: _common.GlobalOptions, *, sink: object = None) -> "Workspace":
     """The service layer for these options (imported here, never at --help time)."""
     from crystal_runbook import service
 

@@ -1,6 +1,5 @@
 """`runs` and `runs show`: run history from the journal."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

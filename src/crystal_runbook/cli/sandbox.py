@@ -6,7 +6,6 @@ Each command parses its options and calls one function of ``crystal_runbook.sand
 ``crystal-runbook --help`` stays light.
 """
 
-from __future__ import annotations
 
 import json
 import sys

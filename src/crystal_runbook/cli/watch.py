@@ -5,7 +5,6 @@ tick, a table for `--once`, or JSON), print notices loudly on stderr, and exit 0
 clear, 1 when a rule fires or cannot see its data (design.md section 4).
 """
 
-from __future__ import annotations
 
 import json
 import sys
@@ -35,7 +34,7 @@ def _seconds(text: str, option: str) -> float:
     return value
 
 
-def _print_table(report: Report) -> None:
+def _print_table(report: "Report") -> None:
     state = "ALL CLEAR" if report.healthy else "NOT CLEAR"
     print(f"{report.service} in {report.env}: {state} — {report.summary()}")
     for r in report.rules:
@@ -46,12 +45,12 @@ def _print_table(report: Report) -> None:
             print(f"            {r.message}")
 
 
-def _print_tick(report: Report) -> None:
+def _print_tick(report: "Report") -> None:
     clock = (report.as_json()["evaluated_at"] or "")[11:19]
     print(f"{clock} {report.service}/{report.env} {report.summary()}", flush=True)
 
 
-def _print_notice(notice: Notice) -> None:
+def _print_notice(notice: "Notice") -> None:
     mark = {"critical": "!!", "warning": "! ", "info": "  "}[notice.level]
     print(f"{mark} {notice.message}", file=sys.stderr, flush=True)
 
@@ -103,7 +102,7 @@ def watch_cmd(
         ws.sink = console.PlainSink(verbose=opts.verbose)
         approve = _common.ask_yes if _common.interactive() else None
 
-        def on_report(report: Report) -> None:
+        def on_report(report: "Report") -> None:
             if once:
                 return
             if opts.json:
