@@ -238,3 +238,38 @@ class TestRetries:
         assert "RBAC" in out.stdout
         assert time.monotonic() - started < 10
         assert [r["status"] for r in cluster.sb.requests()].count(403) == 1
+
+
+class TestSetEnv:
+    def test_plan_masks_secret_looking_values_and_apply_is_idempotent(
+        self, cluster: Cluster
+    ) -> None:
+        """`k8s.set_env` shows old -> new, masks API_TOKEN-like values, and repeats as no change."""
+        runbooks = cluster.root / "own-runbooks"
+        runbooks.mkdir()
+        (runbooks / "set-token.yaml").write_text(
+            "apiVersion: crystal-runbook/v1\nkind: Runbook\nname: set-token\n"
+            "params:\n  service: {type: string, required: true}\n"
+            "steps:\n  - id: env\n    uses: k8s.set_env\n"
+            "    with: {env: {API_TOKEN: s3cr3t-value-77, CRYSTAL_WEIGHT: '0.5'}}\n"
+        )
+        plan = cluster.cli("--runbooks", str(runbooks), "plan", "set-token", "-p", "service=maia")
+        assert plan.returncode == 0, plan.stderr
+        assert "env[maia].API_TOKEN: ***** -> *****" in plan.stdout
+        assert "env[maia].CRYSTAL_WEIGHT: '0.3' -> '0.5'" in plan.stdout
+        assert "s3cr3t-value-77" not in plan.stdout
+        done = cluster.cli(
+            "--runbooks", str(runbooks), "run", "set-token", "-p", "service=maia", "-o", "json"
+        )
+        assert done.returncode == 0, done.stderr
+        assert "s3cr3t-value-77" not in done.stdout + done.stderr
+        assert cluster.env_var("API_TOKEN") == "s3cr3t-value-77"
+        assert cluster.env_var("CRYSTAL_WEIGHT") == "0.5"
+        before = cluster.request_count()
+        again = json.loads(
+            cluster.cli(
+                "--runbooks", str(runbooks), "run", "set-token", "-p", "service=maia", "-o", "json"
+            ).stdout
+        )
+        assert again["steps"][0]["changed"] is False
+        assert cluster.mutations(before) == []
