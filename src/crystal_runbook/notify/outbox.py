@@ -11,11 +11,14 @@ which is how `slack.notify`'s check, `resume` after a crash and a second `flush`
 twice. Layout under ``<state dir>/outbox/``::
 
     <key>.json          waiting: status "pending", or "sending" while (or if a crash
-                        happened while) a process was posting it
-    sent/<key>.json     delivered: Slack's channel id, message ts and permalink
+                        happened while) a process was posting it, or "posted" when the
+                        message is on Slack and the file it shares is not yet
+    sent/<key>.json     delivered: Slack's channel id, message ts and permalink (and the
+                        shared file's id and permalink)
     .locks/<key>.lock   held (flock) by the one process delivering that notification
 
-Everything written here has already been through ``engine.secrets.Redactor``.
+Everything written here has already been through ``engine.secrets.Redactor``. A file to
+share is kept by its path, not copied: `outbox flush` reads it when it uploads it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from crystal_runbook.engine import journal
 VERSION = 1
 PENDING = "pending"
 SENDING = "sending"
+POSTED = "posted"
+"""The message is on Slack (``delivery``); the file it shares waits (``message.file``)."""
 SENT = "sent"
 DIRNAME = "outbox"
 
@@ -53,6 +58,9 @@ class Message:
     thread_ts: str | None = None
     reply_to: str | None = None
     """Id of an earlier step of the same run whose message this one answers in its thread."""
+    file: str | None = None
+    """Absolute path of a file to upload into the message's thread once it is posted."""
+    file_title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,10 +83,24 @@ class Delivery:
     ts: str
     permalink: str | None
     at: str
+    thread_ts: str | None = None
+    """The thread the message was posted in (None: at the top of the channel)."""
 
     def outputs(self) -> dict[str, Any]:
         """The step outputs of a delivered notification."""
         return {"channel": self.channel, "ts": self.ts, "permalink": self.permalink}
+
+
+@dataclass(frozen=True)
+class FileShare:
+    """Where a message's file landed on Slack."""
+
+    file_id: str
+    permalink: str | None
+    at: str
+
+    def outputs(self) -> dict[str, Any]:
+        return {"file_id": self.file_id, "file_permalink": self.permalink}
 
 
 @dataclass(frozen=True)
@@ -97,6 +119,16 @@ class Entry:
     parent_key: str | None = None
     """Key of the notification this one replies to, when that one was not delivered yet."""
     delivery: Delivery | None = None
+    upload_attempts: int = 0
+    """Uploads of ``message.file`` tried (after the message was posted)."""
+    upload: FileShare | None = None
+
+    def outputs(self) -> dict[str, Any]:
+        """The step outputs of what is on Slack: the message, and its file once shared."""
+        found = self.delivery.outputs() if self.delivery is not None else {}
+        if self.upload is not None:
+            found.update(self.upload.outputs())
+        return found
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -109,6 +141,7 @@ class Entry:
         if data.get("version") != VERSION:
             raise ValueError(f"unknown outbox entry version {data.get('version')!r}")
         delivery = data.get("delivery")
+        upload = data.get("upload")
         return cls(
             key=str(data["key"]),
             message=Message(**data["message"]),
@@ -120,6 +153,8 @@ class Entry:
             last_error=data.get("last_error"),
             parent_key=data.get("parent_key"),
             delivery=Delivery(**delivery) if delivery else None,
+            upload_attempts=int(data.get("upload_attempts", 0)),
+            upload=FileShare(**upload) if upload else None,
         )
 
     def with_(self, **changes: Any) -> Entry:
@@ -138,13 +173,19 @@ def make_key(origin: Origin, message: Message) -> str:
     """The idempotency key: ``<run id>.<step id>.<12 hex digits of the message's digest>``.
 
     The same message of the same run and step has the same key, whatever process computes
-    it; a different text, channel or thread is a different notification.
+    it; a different text, channel, thread or file is a different notification. (A message
+    without a file keeps the key it had before files existed.)
     """
-    body = json.dumps(
-        [message.channel, message.text, message.blocks, message.thread_ts, message.reply_to],
-        sort_keys=True,
-        separators=(",", ":"),
-    )
+    parts: list[Any] = [
+        message.channel,
+        message.text,
+        message.blocks,
+        message.thread_ts,
+        message.reply_to,
+    ]
+    if message.file is not None:
+        parts += [message.file, message.file_title]
+    body = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(body.encode()).hexdigest()[:12]
     return f"{_safe(origin.run_id)}.{_safe(origin.step_id)}.{digest}"
 
@@ -205,9 +246,20 @@ class Outbox:
         _write_atomic(path, entry.to_json())
         return path
 
-    def mark_sent(self, entry: Entry, delivery: Delivery) -> Entry:
-        """Record the delivery in ``sent/`` first, then remove the waiting file."""
-        sent = entry.with_(status=SENT, delivery=delivery, last_error=None)
+    def mark_posted(self, entry: Entry, delivery: Delivery) -> Entry:
+        """Record that the message is on Slack while its file still waits (stays waiting)."""
+        posted = entry.with_(status=POSTED, delivery=delivery, last_error=None)
+        self.write(posted)
+        return posted
+
+    def mark_sent(
+        self, entry: Entry, delivery: Delivery, *, upload: FileShare | None = None
+    ) -> Entry:
+        """Record the delivery (and the file's upload) in ``sent/`` first, then remove the
+        waiting file."""
+        sent = entry.with_(
+            status=SENT, delivery=delivery, upload=upload or entry.upload, last_error=None
+        )
         _write_atomic(self.path(sent), sent.to_json())
         with contextlib.suppress(FileNotFoundError):
             (self.root / f"{entry.key}.json").unlink()

@@ -7,7 +7,8 @@ notification:
 - without ``SLACK_BOT_TOKEN`` (the embedded default) it is printed on the console (stderr) and
   queued in the outbox (``notify.outbox``) for `crystal-runbook outbox flush`;
 - with a token it is posted (``chat.postMessage`` with its idempotency key in the message
-  metadata, then ``chat.getPermalink``) through ``notify.slackapi``;
+  metadata, then ``chat.getPermalink``) through ``notify.slackapi``; a notification with a
+  ``file`` then uploads it into the message's thread (``slackapi.upload_file``);
 - a delivery that finally fails (bad token, unknown channel, Slack down past the deadline) is
   kept in the outbox and said loudly; it never raises, because a notification must never
   block a rollback.
@@ -15,7 +16,9 @@ notification:
 Each notification is sent at most once per run and step, as far as Slack allows: its outbox
 entry (named by its key) is marked "sending" before the request and moved to ``sent/`` after;
 an entry found "sending" (the process died in between, or the last failure may have posted
-it) is first looked up on Slack by its metadata and posted only if it is not there.
+it) is first looked up on Slack by its metadata and posted only if it is not there. A
+notification with a file is "posted" (still waiting) between its message and its upload, so
+a failed upload is retried by `outbox flush` without posting the message again.
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ class Notifier:
 
     This is the seam ``slack.notify`` uses (the service layer wires it into the action):
     ``describe``, ``find`` and ``send`` take the step's origin (run_id, step_id, env, service,
-    actor) and notice (channel, text, blocks, thread_ts, reply_to) as plain mappings.
+    actor) and notice (channel, text, blocks, thread_ts, reply_to, file, file_title) as plain
+    mappings.
     """
 
     def __init__(
@@ -113,10 +117,11 @@ class Notifier:
         message = self._message(notice)
         where = message.channel or "(no channel)"
         text = _clip(message.text, 80)
+        share = f"; then upload {message.file} into its thread" if message.file else ""
         if self.settings.configured:
-            return f"post to {where}: {text}"
+            return f"post to {where}: {text}{share}"
         reason = self.settings.problem or f"{slackapi.TOKEN_ENV} is not set"
-        return f"print and queue for {where} in the outbox ({reason}): {text}"
+        return f"print and queue for {where} in the outbox ({reason}): {text}{share}"
 
     def find(
         self, origin: Mapping[str, Any], notice: Mapping[str, Any]
@@ -130,7 +135,7 @@ class Notifier:
         path = self.outbox.path(entry)
         if entry.status == outbox_mod.SENT and entry.delivery is not None:
             where = entry.delivery.permalink or f"{entry.delivery.channel} {entry.delivery.ts}"
-            return f"already posted: {where}", entry.delivery.outputs()
+            return f"already posted: {where}", entry.outputs()
         if not self.settings.configured:
             return f"already queued in {_display(path)}", {"outbox": str(path)}
         return None
@@ -146,8 +151,10 @@ class Notifier:
         """Deliver (or queue) the notice; returns (summary, step outputs). Never raises for a
         delivery failure: that is queued in the outbox and said loudly.
 
-        Outputs: ``{"channel", "ts", "permalink"}`` when on Slack; ``{"outbox": path}`` when
-        queued without a token; ``{"outbox": path, "error": message}`` when delivery failed.
+        Outputs: ``{"channel", "ts", "permalink"}`` when on Slack (with ``"file_id",
+        "file_permalink"`` once its file is shared); ``{"outbox": path}`` when queued without
+        a token; ``{"outbox": path, "error": message}`` when delivery failed, with the
+        message's outputs too when only the file's upload failed.
         """
         entry = self._entry(origin, notice)
         if self.settings.problem:
@@ -208,12 +215,17 @@ class Notifier:
 
     def _message(self, notice: Mapping[str, Any]) -> outbox_mod.Message:
         blocks = notice.get("blocks")
+        file = notice.get("file") or None
+        title = notice.get("file_title") or None
         return outbox_mod.Message(
             channel=notice.get("channel") or None,
             text=self.redactor.text(str(notice.get("text", ""))),
             blocks=self.redactor.data(list(blocks)) if blocks else None,
             thread_ts=notice.get("thread_ts") or None,
             reply_to=notice.get("reply_to") or None,
+            # absolute: `outbox flush` may run from another directory
+            file=os.path.abspath(file) if file else None,
+            file_title=self.redactor.text(str(title)) if title and file else None,
         )
 
     @staticmethod
@@ -247,16 +259,21 @@ class Notifier:
         if existing is not None:  # the same message of the same run and step: once
             path = self.outbox.path(existing)
             if existing.delivery is not None:
-                return Result(existing.key, "sent", "already posted", existing.delivery.outputs())
+                return Result(existing.key, "sent", "already posted", existing.outputs())
             return Result(
                 entry.key, "queued", f"already queued in {_display(path)}", {"outbox": str(path)}
             )
         path = self.outbox.write(entry)
         reason = self.settings.problem or f"{slackapi.TOKEN_ENV} is not set"
+        kept = (
+            " and uploads the file (kept by its path, not copied: leave it there until then)"
+            if entry.message.file
+            else ""
+        )
         self._print(
             entry,
             headline=f"Slack notification (not sent: {reason})",
-            footer=f"queued: {_display(path)} (`crystal-runbook outbox flush` delivers it "
+            footer=f"queued: {_display(path)} (`crystal-runbook outbox flush` delivers it{kept} "
             "once a token is set)",
         )
         channel = entry.message.channel or "(no channel)"
@@ -289,7 +306,7 @@ class Notifier:
                     key,
                     "sent",
                     f"already posted: {entry.delivery.permalink or entry.delivery.ts}",
-                    entry.delivery.outputs(),
+                    entry.outputs(),
                     self.outbox.path(entry),
                 )
             if not held:  # the other process owns the file; a new notice is queued beside it
@@ -323,6 +340,8 @@ class Notifier:
     def _deliver_held(
         self, entry: outbox_mod.Entry, *, deadline: float | None, progress: Progress, live: bool
     ) -> Result:
+        if entry.delivery is not None:  # "posted": the message is on Slack, its file is not
+            return self._upload_held(entry, deadline=deadline, progress=progress, live=live)
         channel, thread_ts, wait_for = self._route(entry, live=live)
         if wait_for is not None:
             path = self.outbox.path(entry)
@@ -345,8 +364,10 @@ class Notifier:
                     progress=progress,
                 )
                 if found is not None:
-                    sent = self.outbox.mark_sent(entry, found)
-                    return self._sent(sent, note="found on Slack, posted by an earlier attempt")
+                    note = "found on Slack, posted by an earlier attempt"
+                    return self._posted(
+                        entry, found, deadline=deadline, progress=progress, live=live, note=note
+                    )
             entry = entry.with_(
                 status=outbox_mod.SENDING,
                 attempts=entry.attempts + 1,
@@ -365,17 +386,107 @@ class Notifier:
                 hint="this is a bug in crystal-runbook's Slack code; please report it",
             )
             return self._failed(entry, unexpected, maybe_posted=True, live=live)
-        return self._sent(self.outbox.mark_sent(entry, delivery))
+        return self._posted(entry, delivery, deadline=deadline, progress=progress, live=live)
+
+    def _posted(
+        self,
+        entry: outbox_mod.Entry,
+        delivery: outbox_mod.Delivery,
+        *,
+        deadline: float | None,
+        progress: Progress,
+        live: bool,
+        note: str = "",
+    ) -> Result:
+        """The message is on Slack: done, or (with a file) recorded as posted, then upload."""
+        if entry.message.file is None:
+            return self._sent(self.outbox.mark_sent(entry, delivery), note=note)
+        posted = self.outbox.mark_posted(entry, delivery)
+        return self._upload_held(posted, deadline=deadline, progress=progress, live=live)
+
+    def _upload_held(
+        self, entry: outbox_mod.Entry, *, deadline: float | None, progress: Progress, live: bool
+    ) -> Result:
+        """Upload the file of a posted message into its thread (the thread the message is in,
+        or the thread it starts), and record it; a failure keeps the entry waiting."""
+        delivery, file = entry.delivery, entry.message.file
+        assert delivery is not None  # noqa: S101 - only "posted" entries upload
+        assert file is not None  # noqa: S101 - only entries with a file are "posted"
+        path = Path(file)
+        entry = entry.with_(upload_attempts=entry.upload_attempts + 1)
+        self.outbox.write(entry)  # the attempt is on record before the request
+        try:
+            if not path.is_file():
+                raise errors.PermanentActionError(
+                    f"uploading {path.name}: {file} is not there any more",
+                    hint=f"the outbox keeps the file's path, not a copy: put the file back at "
+                    f"{file} and run `crystal-runbook outbox flush`, or delete "
+                    f"{_display(self.outbox.path(entry))} to give up on the upload (the "
+                    "message itself is posted)",
+                )
+            uploaded = slackapi.upload_file(
+                settings=self.settings,
+                redactor=self.redactor,
+                channel=delivery.channel,
+                filename=path.name,
+                path=path,
+                title=entry.message.file_title or path.name,
+                thread_ts=delivery.thread_ts or delivery.ts,
+                deadline=deadline,
+                progress=progress,
+            )
+        except errors.CrystalError as exc:
+            return self._upload_failed(entry, exc, live=live)
+        except Exception as exc:  # noqa: BLE001 - a notification's bug must not fail a rollback
+            unexpected = errors.ActionError(
+                f"uploading {path.name}: unexpected {type(exc).__name__}: {exc}",
+                hint="this is a bug in crystal-runbook's Slack code; please report it",
+            )
+            return self._upload_failed(entry, unexpected, live=live)
+        share = outbox_mod.FileShare(uploaded.file_id, uploaded.permalink, outbox_mod.now())
+        return self._sent(self.outbox.mark_sent(entry, delivery, upload=share))
 
     def _sent(self, entry: outbox_mod.Entry, *, note: str = "") -> Result:
         assert entry.delivery is not None  # noqa: S101 - mark_sent always sets it
         where = entry.delivery.permalink or f"{entry.delivery.channel} {entry.delivery.ts}"
+        if entry.upload is not None:
+            where += f", with {Path(entry.message.file or '').name} "
+            where += entry.upload.permalink or entry.upload.file_id
         return Result(
             entry.key,
             "sent",
             f"posted to Slack: {where}" + (f" ({note})" if note else ""),
-            entry.delivery.outputs(),
+            entry.outputs(),
             self.outbox.path(entry),
+        )
+
+    def _upload_failed(
+        self, entry: outbox_mod.Entry, exc: errors.CrystalError, *, live: bool
+    ) -> Result:
+        """The message is posted but its file is not: keep the entry waiting ("posted") with
+        the reason, say so loudly, and give the message's outputs with the error."""
+        assert entry.delivery is not None  # noqa: S101 - only "posted" entries upload
+        message = self.redactor.text(exc.message)
+        kept = entry.with_(last_error=self.redactor.text(str(exc)))
+        path = self.outbox.write(kept)
+        posted = entry.delivery.permalink or f"{entry.delivery.channel} {entry.delivery.ts}"
+        if live:
+            self._print(
+                kept,
+                headline=f"WARNING: Slack file NOT UPLOADED: {message}",
+                footer=f"the message is posted: {posted}\n"
+                + (f"hint: {self.redactor.text(exc.hint)}\n" if exc.hint else "")
+                + f"kept in {_display(path)}; `crystal-runbook outbox flush` uploads the file "
+                "(without posting the message again)",
+            )
+        return Result(
+            entry.key,
+            "failed",
+            f"posted to Slack: {posted}, but the file was NOT uploaded ({message}); kept in "
+            f"{_display(path)}",
+            {**entry.outputs(), "outbox": str(path), "error": message},
+            path,
+            error=self.redactor.text(str(exc)),
         )
 
     def _failed(
@@ -420,6 +531,7 @@ class Notifier:
                     "channel": message.channel,
                     "text": message.text,
                     "reply_to": message.reply_to,
+                    "file": message.file,
                     "outbox": str(self.outbox.path(entry)),
                     "detail": footer,
                 },
@@ -431,6 +543,8 @@ class Notifier:
             where += f", in the thread of step {message.reply_to}"
         lines = [headline, f"  to: {where}"]
         lines += [f"  | {line}" for line in (message.text.splitlines() or [""])]
+        if message.file:
+            lines.append(f"  file: {message.file}")
         lines += [f"  {line}" for line in footer.splitlines()]
         stream = self.stream
         stream.write("\n".join(lines) + "\n")

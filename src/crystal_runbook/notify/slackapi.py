@@ -521,7 +521,7 @@ class SlackWeb:
                 f"posting to {channel}: Slack answered ok without a message ts", maybe_posted=True
             )
         link = self.permalink(channel_id, ts, deadline=deadline, progress=progress)
-        return outbox_mod.Delivery(channel_id, ts, link, outbox_mod.now())
+        return outbox_mod.Delivery(channel_id, ts, link, outbox_mod.now(), thread_ts=thread_ts)
 
     def find_posted(
         self,
@@ -571,7 +571,9 @@ class SlackWeb:
             if meta.get("event_type") == EVENT_TYPE and payload.get("key") == entry.key:
                 ts = str(found.get("ts"))
                 link = self.permalink(channel_id, ts, deadline=deadline, progress=_quiet)
-                return outbox_mod.Delivery(channel_id, ts, link, outbox_mod.now())
+                return outbox_mod.Delivery(
+                    channel_id, ts, link, outbox_mod.now(), thread_ts=thread_ts
+                )
         return None
 
     def find_quietly(
