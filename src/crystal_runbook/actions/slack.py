@@ -187,7 +187,7 @@ class Notify(Action):
             summary, outputs = found
             return Check(satisfied=True, summary=summary, outputs=outputs)
         if args.file is not None:
-            check_file(args.file, step_id=ctx.step_id)
+            check_file(args.file)
         return Check(satisfied=False, summary=notifier.describe(notice))
 
     def apply(self, args: Any, ctx: StepContext, check: Check) -> Outcome:
@@ -200,14 +200,14 @@ class Notify(Action):
         return Outcome(changed=True, summary=summary, outputs=outputs)
 
 
-def check_file(file: str, *, step_id: str) -> None:
+def check_file(file: str) -> None:
     """Refuse a `file:` that cannot be shared: missing, not a regular file, empty or too big.
 
     Raises:
         errors.PermanentActionError: what is wrong with which path, and what to do.
     """
     path = Path(file)
-    where = f"step {step_id!r}: `file: {file}`"
+    where = f"`file: {file}`"  # the executor adds the step's id
     relative = (
         f" (a relative path is relative to the working directory, {Path.cwd()})"
         if not path.is_absolute()
