@@ -161,7 +161,8 @@ def rule_series(run: journal.RunRecord, rule: str) -> list[tuple[str, float | No
 
 
 def notifications(run: journal.RunRecord) -> list[tuple[journal.StepRecord, str | None]]:
-    """Each `slack.notify` step with where its message went (permalink, channel or outbox)."""
+    """Each `slack.notify` step with where its message went (permalink, channel or outbox),
+    and the permalink of the file it shared, if any."""
     out: list[tuple[journal.StepRecord, str | None]] = []
     for step in run.steps:
         if step.uses != NOTIFY_USES:
@@ -174,6 +175,8 @@ def notifications(run: journal.RunRecord) -> list[tuple[journal.StepRecord, str 
             where = f"Slack {outputs['channel']} (ts {outputs['ts']})"
         elif outputs.get("outbox"):
             where = f"outbox entry {outputs['outbox']}"
+        if where and outputs.get("file_permalink"):
+            where += f" (file: {outputs['file_permalink']})"
         out.append((step, where))
     return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -54,10 +55,13 @@ class TestRollback:
             "performance-restored": "skipped",
             "users-notified": "ok",
             "document": "ok",
+            "share-document": "ok",
         }
         assert steps["legacy-mode"]["changed"] is False  # legacy mode was already active
         assert steps["announce"]["outputs"]["outbox"]  # no Slack token: the outbox has it
         assert steps["document"]["outputs"]["markdown"].endswith(f"-maia-{run['id']}.md")
+        shared = json.loads(Path(steps["share-document"]["outputs"]["outbox"]).read_text())
+        assert shared["message"]["file"] == steps["document"]["outputs"]["markdown"]
 
     def test_second_rollback_refuses_instead_of_flipping_back(self, cluster: Cluster) -> None:
         """kubectl would flip back to the bad release; we stop and say why (exit 1)."""
