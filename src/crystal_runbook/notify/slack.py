@@ -402,10 +402,16 @@ class Notifier:
         if entry.message.file is None:
             return self._sent(self.outbox.mark_sent(entry, delivery), note=note)
         posted = self.outbox.mark_posted(entry, delivery)
-        return self._upload_held(posted, deadline=deadline, progress=progress, live=live)
+        return self._upload_held(posted, deadline=deadline, progress=progress, live=live, note=note)
 
     def _upload_held(
-        self, entry: outbox_mod.Entry, *, deadline: float | None, progress: Progress, live: bool
+        self,
+        entry: outbox_mod.Entry,
+        *,
+        deadline: float | None,
+        progress: Progress,
+        live: bool,
+        note: str = "",
     ) -> Result:
         """Upload the file of a posted message into its thread (the thread the message is in,
         or the thread it starts), and record it; a failure keeps the entry waiting."""
@@ -444,7 +450,7 @@ class Notifier:
             )
             return self._upload_failed(entry, unexpected, live=live)
         share = outbox_mod.FileShare(uploaded.file_id, uploaded.permalink, outbox_mod.now())
-        return self._sent(self.outbox.mark_sent(entry, delivery, upload=share))
+        return self._sent(self.outbox.mark_sent(entry, delivery, upload=share), note=note)
 
     def _sent(self, entry: outbox_mod.Entry, *, note: str = "") -> Result:
         assert entry.delivery is not None  # noqa: S101 - mark_sent always sets it

@@ -266,3 +266,31 @@ class TestAFailedUpload:
         (completed,) = slack_server.calls("files.completeUploadExternal")
         assert completed.body["thread_ts"] == slack_server.posted()[0].ts
         assert waiting(tmp_path) == {}
+
+    def test_a_crash_between_post_and_record_is_found_then_the_file_uploaded(
+        self, tmp_path: Path, slack_server: SlackServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An entry left "sending" (Slack took the message, the process died before the
+        outbox heard): flush finds the message by its key, posts no copy, uploads the file."""
+        use(slack_server, monkeypatch)
+        slack_server.fail("files.getUploadURLExternal", error="missing_scope", times=None)
+        ws, run_id = run_share(tmp_path)
+        queued = Path(step_outputs(ws, run_id, "share-document")["outbox"])
+        ws.close()
+        box = outbox_mod.Outbox.of(tmp_path / ".crystal")
+        posted = box.get(queued.stem)
+        assert posted is not None
+        assert posted.status == outbox_mod.POSTED
+        assert posted.last_error is not None
+        assert "lacks the scope this method needs (missing_scope)" in posted.last_error
+        box.write(posted.with_(status=outbox_mod.SENDING, delivery=None))
+        slack_server.clear_faults()
+        posts = len(slack_server.calls("chat.postMessage"))
+        ws = make_workspace(tmp_path)
+        results = ws.flush_outbox()
+        ws.close()
+        assert [r.status for r in results] == ["sent"]
+        assert "found on Slack" in results[0].summary
+        assert len(slack_server.calls("chat.postMessage")) == posts
+        (completed,) = slack_server.calls("files.completeUploadExternal")
+        assert completed.body["thread_ts"] == slack_server.posted()[0].ts
