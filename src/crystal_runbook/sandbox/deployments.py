@@ -24,8 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from crystal_runbook.sandbox import events, hashing, resources, selectors, store
-from crystal_runbook.sandbox.replicasets import controller_ref, owner_ref
+from crystal_runbook.sandbox import events, hashing, resources, store
+from crystal_runbook.sandbox.replicasets import claim, owner_ref
 
 COMPONENT = "deployment-controller"
 REVISION = "deployment.kubernetes.io/revision"
@@ -170,27 +170,7 @@ class DeploymentController:
 
     def owned_replicasets(self, deployment: store.Stored) -> list[store.Stored]:
         """ReplicaSets this Deployment controls, adopting orphans its selector matches."""
-        items, _ = self._store.objects(resources.REPLICASETS, deployment.namespace)
-        try:
-            selector = selectors.from_structured(deployment.obj["spec"].get("selector"))
-        except selectors.SelectorError:
-            selector = None
-        out = []
-        for rs in items:
-            ref = controller_ref(rs.obj)
-            if ref is not None and ref.get("uid") == deployment.uid:
-                out.append(rs)
-            elif (
-                ref is None
-                and selector is not None
-                and not selector.empty
-                and selector.matches(rs.obj["metadata"].get("labels"))
-                and not rs.obj["metadata"].get("deletionTimestamp")
-            ):
-                adopted = rs.copy()
-                refs = adopted["metadata"].setdefault("ownerReferences", [])
-                refs.append(owner_ref(deployment.obj))
-                out.append(self._store.replace(resources.REPLICASETS, adopted))
+        out = claim(self._store, deployment, resources.REPLICASETS)
         out.sort(key=lambda s: (s.obj["metadata"]["creationTimestamp"], s.name))
         return out
 

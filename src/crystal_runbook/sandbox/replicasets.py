@@ -39,6 +39,34 @@ def owner_ref(owner: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def claim(
+    st: store.Store, owner: store.Stored, resource: resources.Resource
+) -> list[store.Stored]:
+    """Objects of ``resource`` that ``owner`` controls, adopting orphans its selector matches
+    (Kubernetes' controller "claim": a controller reference wins over labels)."""
+    items, _ = st.objects(resource, owner.namespace)
+    try:
+        selector = selectors.from_structured(owner.obj["spec"].get("selector"))
+    except selectors.SelectorError:
+        selector = None
+    out = []
+    for item in items:
+        ref = controller_ref(item.obj)
+        if ref is not None and ref.get("uid") == owner.uid:
+            out.append(item)
+        elif (
+            ref is None
+            and selector is not None
+            and not selector.empty
+            and selector.matches(item.obj["metadata"].get("labels"))
+            and not item.obj["metadata"].get("deletionTimestamp")
+        ):
+            adopted = item.copy()
+            adopted["metadata"].setdefault("ownerReferences", []).append(owner_ref(owner.obj))
+            out.append(st.replace(resource, adopted))
+    return out
+
+
 def pod_ready_since(pod: dict[str, Any]) -> float | None:
     """When the pod's Ready condition turned True, or None if it is not Ready."""
     for cond in (pod.get("status") or {}).get("conditions") or []:
@@ -64,27 +92,7 @@ class ReplicaSetController:
 
     def owned_pods(self, rs: store.Stored) -> list[store.Stored]:
         """Pods this ReplicaSet controls, adopting orphans its selector matches."""
-        pods, _ = self._store.objects(resources.PODS, rs.namespace)
-        try:
-            selector = selectors.from_structured(rs.obj["spec"].get("selector"))
-        except selectors.SelectorError:
-            selector = None
-        out = []
-        for pod in pods:
-            ref = controller_ref(pod.obj)
-            if ref is not None and ref.get("uid") == rs.uid:
-                out.append(pod)
-            elif (
-                ref is None
-                and selector is not None
-                and not selector.empty
-                and selector.matches(pod.obj["metadata"].get("labels"))
-                and not pod.obj["metadata"].get("deletionTimestamp")
-            ):
-                adopted = pod.copy()
-                adopted["metadata"].setdefault("ownerReferences", []).append(owner_ref(rs.obj))
-                out.append(self._store.replace(resources.PODS, adopted))
-        return out
+        return claim(self._store, rs, resources.PODS)
 
     def sync(self, namespace: str, name: str) -> None:
         with self._store.lock:
