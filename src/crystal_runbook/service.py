@@ -136,9 +136,14 @@ class Workspace:
     def journal(self) -> journal_mod.SqliteJournal:
         return journal_mod.open_journal(self.state_dir, redactor=self.redactor)
 
+    @cached_property
+    def local_locks(self) -> locks_mod.SqliteLocks:
+        """This machine's locks, in the journal database (one connection per workspace)."""
+        return locks_mod.SqliteLocks(self.journal.path)
+
     def lock_backends(self, target: Mapping[str, Any] | None = None) -> list[locks_mod.LockBackend]:
         """This machine's lock, plus a Kubernetes Lease when the target lives in a cluster."""
-        backends: list[locks_mod.LockBackend] = [locks_mod.SqliteLocks(self.journal.path)]
+        backends: list[locks_mod.LockBackend] = [self.local_locks]
         if target and target.get("kubernetes"):
             from crystal_runbook.kube import client as kube_client
             from crystal_runbook.kube import lease
@@ -158,6 +163,8 @@ class Workspace:
         )
 
     def close(self) -> None:
+        if "local_locks" in self.__dict__:
+            self.local_locks.close()
         if "journal" in self.__dict__:
             self.journal.close()
         kube = sys.modules.get("crystal_runbook.kube.client")
