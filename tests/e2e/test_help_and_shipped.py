@@ -86,3 +86,12 @@ def test_schema_covers_each_actions_arguments(cli: Cli) -> None:
     branches = schema["$defs"]["Step"]["allOf"]
     wait = next(b for b in branches if b["if"]["properties"]["uses"]["const"] == "wait")
     assert "seconds" in wait["then"]["properties"]["with"]["properties"]
+
+
+def test_every_registered_action_is_in_the_docs_table(cli: Cli) -> None:
+    """Each built-in action has a row in docs/runbook-format.md's table."""
+    schema = json.loads(cli("schema").stdout)
+    table = (REPO / "docs" / "runbook-format.md").read_text()
+    builtin = {n for n in schema["x-actions"] if not n.startswith("fake.")}
+    missing = {n for n in builtin if f"| `{n}` |" not in table}
+    assert not missing, f"actions without a row in docs/runbook-format.md: {sorted(missing)}"
