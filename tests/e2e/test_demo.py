@@ -31,6 +31,11 @@ def test_demo_detects_rolls_back_verifies_and_documents(cli: Cli) -> None:
     assert by_id["errors-ceased"]["status"] == "ok"
     # the triggers' for-window is 10 s at a 1 s interval: the rollback starts within for + 3 s
     assert float(match.group(2)) <= 13.0
+    document = re.search(r"Incident document: (\S+\.md)", out.stdout)
+    assert document, out.stdout
+    text = (cli.root / document.group(1)).read_text()
+    assert f"`{match.group(1)}`" in text  # the document is the rollback run's
+    assert "registry.local/maia:1.5.1-bad" in text
     runs = json.loads(cli("runs", "-o", "json").stdout)
     assert [r["runbook"] for r in runs] == ["rollback", "release"]
     assert not (cli.state / "demo" / "sandbox" / "pid").exists()
