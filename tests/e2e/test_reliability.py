@@ -140,7 +140,7 @@ def test_two_concurrent_runs_with_one_lock_exactly_one_runs(cli: Cli) -> None:
     second = cli.popen("run", "slow")
     results = [p.communicate(timeout=30) for p in (first, second)]
     codes = sorted([first.returncode, second.returncode])
-    assert codes == [0, 3], results
+    assert codes == [0, 3], "\n--- next process ---\n".join(err for _, err in results)
     loser = results[[first.returncode, second.returncode].index(3)]
     assert "lock 'slow/local' is held by run" in loser[1]
     assert "actor tester on" in loser[1]

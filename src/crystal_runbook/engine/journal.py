@@ -19,7 +19,8 @@ import secrets as _random
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -245,17 +246,49 @@ _RUN_COLUMNS = (
 )
 
 
+BUSY_SECONDS = 10.0
+"""How long a journal connection waits for another process's write (or first setup)."""
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    """A connection to the journal database with the settings every user needs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL mode: a commit survives the process being killed (kill -9), which is what
-    # resume needs; only a power loss can lose the last transactions.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA busy_timeout=10000")
-    conn.execute("PRAGMA foreign_keys=ON")
+    """A connection to the journal database with the settings every user needs.
+
+    Raises:
+        errors.ConfigurationError: the database cannot be opened or stays locked.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            path, timeout=BUSY_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        conn.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
+        # Two processes creating the database at once can see SQLITE_BUSY on the switch to WAL
+        # without the busy handler being asked; retry it like any other busy write.
+        retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+        # NORMAL in WAL mode: a commit survives the process being killed (kill -9), which is
+        # what resume needs; only a power loss can lose the last transactions.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+    except (sqlite3.Error, OSError) as exc:
+        raise errors.ConfigurationError(
+            f"cannot open the journal {path}: {exc}",
+            hint="check the state directory (--state-dir, $CRYSTAL_STATE_DIR) is writable",
+        ) from None
     return conn
+
+
+def retry_busy(fn: Callable[[], object], *, seconds: float = BUSY_SECONDS) -> None:
+    """Run ``fn``, retrying while SQLite says the database is locked or busy."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fn()
+            return
+        except sqlite3.OperationalError as exc:
+            text = str(exc).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class SqliteJournal:
@@ -267,7 +300,7 @@ class SqliteJournal:
         self._conn = connect(path)
         self._lock = threading.Lock()
         with self._lock:
-            self._conn.executescript(_SCHEMA)
+            retry_busy(lambda: self._conn.executescript(_SCHEMA))
         self.host = socket.gethostname()
 
     # -- plumbing ----------------------------------------------------------------------------

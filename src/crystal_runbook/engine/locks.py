@@ -82,7 +82,7 @@ class SqliteLocks:
         self.host = socket.gethostname()
         self.pid = os.getpid() if pid is None else pid
         self._conn = journal_mod.connect(path)
-        self._conn.execute(_SCHEMA)
+        journal_mod.retry_busy(lambda: self._conn.execute(_SCHEMA))
         self._mutex = threading.Lock()
 
     def holder(self, key: str) -> Holder | None:
