@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from crystal_runbook.testing.actions import ACTIONS, FakeFail, FakeNoop, FakeOutput, FakeSet
+from crystal_runbook.testing.actions import (
+    ACTIONS,
+    FAKE_ROLLBACK_RUNBOOK,
+    FakeFail,
+    FakeNoop,
+    FakeOutput,
+    FakeSet,
+)
 from crystal_runbook.testing.sinks import RecordingSink
 
 if TYPE_CHECKING:
@@ -18,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIONS",
+    "FAKE_ROLLBACK_RUNBOOK",
     "FakeFail",
     "FakeNoop",
     "FakeOutput",

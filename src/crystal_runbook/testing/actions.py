@@ -208,4 +208,20 @@ class FakeOutput(Action):
         )
 
 
+FAKE_ROLLBACK_RUNBOOK = """\
+apiVersion: crystal-runbook/v1
+kind: Runbook
+name: rollback
+params:
+  service: {type: string, required: true}
+  reason: {type: string, default: "", max_length: 1000}
+lock: "{{ service.name }}/{{ env }}"
+steps:
+  - id: undo
+    uses: fake.set
+    with: {key: release, value: "rolled-back-{{ run.id }}"}
+"""
+"""A `rollback` runbook made of `fake.set`: what `watch --auto-rollback` runs in tests; each
+rollback writes key `release` in the fake store, so a test can count them."""
+
 ACTIONS: tuple[type[Action], ...] = (FakeSet, FakeGate, FakeNoop, FakeFail, FakeOutput)

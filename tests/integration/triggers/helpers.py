@@ -5,21 +5,9 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from crystal_runbook import service
+from crystal_runbook import service, testing
 
-FAKE_ROLLBACK = """
-apiVersion: crystal-runbook/v1
-kind: Runbook
-name: rollback
-params:
-  service: {type: string, required: true}
-  reason: {type: string, default: "", max_length: 1000}
-lock: "{{ service.name }}/{{ env }}"
-steps:
-  - id: undo
-    uses: fake.set
-    with: {key: release, value: "rolled-back-{{ run.id }}"}
-"""
+FAKE_ROLLBACK = testing.FAKE_ROLLBACK_RUNBOOK
 
 
 def workspace(

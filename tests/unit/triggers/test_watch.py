@@ -11,25 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from crystal_runbook import service
+from crystal_runbook import service, testing
 from crystal_runbook.triggers import store
 from crystal_runbook.triggers.evaluator import Report
 from crystal_runbook.triggers.watch import Notice, WatchSettings
 from tests.unit.triggers.metrics_server import MetricsServer
 
-ROLLBACK = """
-apiVersion: crystal-runbook/v1
-kind: Runbook
-name: rollback
-params:
-  service: {type: string, required: true}
-  reason: {type: string, default: "", max_length: 1000}
-lock: "{{ service.name }}/{{ env }}"
-steps:
-  - id: undo
-    uses: fake.set
-    with: {key: release, value: "rolled-back-{{ run.id }}"}
-"""
+ROLLBACK = testing.FAKE_ROLLBACK_RUNBOOK
 
 TRIGGERS = """
 apiVersion: crystal-runbook/v1
