@@ -39,7 +39,7 @@ def ours(root: Path) -> float:
         action_modules=("crystal_runbook.testing",),
     )
     started = time.perf_counter()
-    result = ws.run("noop", {})
+    result = service.runs.run(ws, "noop", {})
     took = time.perf_counter() - started
     assert result.run.status == "ok"
     ws.close()

@@ -140,10 +140,12 @@ def run_demo(
         )
         try:
             say(f"   API server {sb.url}; kubeconfig {sb.kubeconfig_path}")
-            details = "; ".join(c["detail"] for c in ws.health(SERVICE)["checks"])
+            details = "; ".join(c["detail"] for c in service.oncall.health(ws, SERVICE)["checks"])
             say(f"2. {SERVICE} is healthy: {details}")
             say(f"3. A new release goes out: {BAD_IMAGE}. It passes readiness, then burns users.")
-            release = ws.run("release", {"service": SERVICE, "image": BAD_IMAGE}, allow_paths=False)
+            release = service.runs.run(
+                ws, "release", {"service": SERVICE, "image": BAD_IMAGE}, allow_paths=False
+            )
             if release.run.status != "ok":
                 raise errors.ActionError(f"the demo's release failed: {release.run.error}")
             live_at = time.monotonic()
@@ -200,7 +202,7 @@ def _watch_until_rollback(
     timer = threading.Timer(timeout, stop.set)
     timer.start()
     try:
-        ws.watch(
+        service.triggers.watch(ws,
             SERVICE,
             settings=WatchSettings(interval=1.0, auto_rollback=True, cooldown=60.0),
             notify=notify,
@@ -216,7 +218,7 @@ def _incident_path(ws: service.Workspace, run_id: str | None) -> Path | None:
     """The incident document the rollback run wrote (its `incident.write` step), if any."""
     if run_id is None:
         return None
-    run = ws.show(run_id)
+    run = service.runs.show(ws, run_id)
     for step in run.steps:
         if step.uses == "incident.write" and step.outputs.get("markdown"):
             return Path(str(step.outputs["markdown"]))

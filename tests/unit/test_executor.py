@@ -38,8 +38,8 @@ class TestIdempotence:
     ) -> None:
         """Check decides; the second run applies nothing."""
         write_runbook("two", TWO_SETS)
-        first = workspace.run("two", {})
-        second = workspace.run("two", {})
+        first = service.runs.run(workspace, "two", {})
+        second = service.runs.run(workspace, "two", {})
         assert first.run.status == second.run.status == "ok"
         assert [s.changed for s in first.run.steps] == [True, True]
         assert [s.changed for s in second.run.steps] == [False, False]
@@ -53,11 +53,11 @@ class TestIdempotence:
     ) -> None:
         """`plan` runs only checks and journals nothing."""
         write_runbook("two", TWO_SETS)
-        _, planned = workspace.plan("two", {})
+        _, planned = service.runs.plan(workspace, "two", {})
         assert [p.status for p in planned] == ["change", "change"]
         assert planned[0].changes[0].render() == "a: None -> '1'"
         assert fakes.read_state(workspace.state_dir) == {}
-        assert workspace.runs() == []
+        assert service.runs.history(workspace) == []
 
 
 class TestRetriesAndFailures:
@@ -78,7 +78,7 @@ class TestRetriesAndFailures:
                 retry: {attempts: 50, delay: 0.05}
         """,
         )
-        result = workspace.run("settle", {})
+        result = service.runs.run(workspace, "settle", {})
         assert result.run.status == "ok"
         assert result.run.steps[0].attempts > 2
 
@@ -104,7 +104,7 @@ class TestRetriesAndFailures:
                 with: {values: {failed: "{{ failed_step.id }}", error: "{{ failed_step.error }}"}}
         """,
         )
-        result = workspace.run("stuck", {})
+        result = service.runs.run(workspace, "stuck", {})
         assert result.run.status == "failed"
         assert result.exit_code == 1
         assert isinstance(result.error, errors.VerificationFailed)
@@ -131,7 +131,7 @@ class TestRetriesAndFailures:
               - {id: a, uses: fake.set, with: {key: a, value: "1", fail_times: 2}}
         """,
         )
-        result = workspace.run("flaky", {})
+        result = service.runs.run(workspace, "flaky", {})
         assert result.run.status == "ok"
         assert result.run.steps[0].attempts == 4  # three applies, one verification
         assert len(fakes.applies(workspace.state_dir)) == 1
@@ -150,8 +150,8 @@ class TestRetriesAndFailures:
               - {id: boom, uses: fake.fail, with: {message: "refused by the server"}}
         """,
         )
-        result = workspace.run("bad", {})
-        run = workspace.show(result.run.id)
+        result = service.runs.run(workspace, "bad", {})
+        run = service.runs.show(workspace, result.run.id)
         assert run.status == "failed"
         assert run.error == "step 'boom' (fake.fail): refused by the server"
         assert run.steps[0].evidence["tail"].endswith("of the fake's output")
@@ -181,10 +181,10 @@ class TestTemplatesAtRunTime:
                 with: {key: never, value: "x"}
         """,
         )
-        result = workspace.run("flow", {})
+        result = service.runs.run(workspace, "flow", {})
         assert fakes.read_state(workspace.state_dir)["rev"] == "r7"
         assert result.run.steps[2].status == "skipped"
-        _, planned = workspace.plan("flow", {})
+        _, planned = service.runs.plan(workspace, "flow", {})
         assert [p.status for p in planned] == ["check", "deferred", "skip"]
 
     def test_wrong_type_from_a_parameter_is_refused_before_anything_runs(
@@ -205,9 +205,9 @@ class TestTemplatesAtRunTime:
         """,
         )
         with pytest.raises(errors.RunbookInvalid) as info:
-            workspace.run("typed", {})
+            service.runs.run(workspace, "typed", {})
         assert "typed.yaml:8:32: steps[1].with.seconds: expected a duration" in str(info.value)
-        assert workspace.runs() == []
+        assert service.runs.history(workspace) == []
         assert fakes.read_state(workspace.state_dir) == {}
 
 
@@ -219,10 +219,10 @@ class TestConfirmationAndLocks:
         write_runbook("prod", TWO_SETS + "confirm: [production]\n")
         workspace.env = "production"
         with pytest.raises(errors.ConfirmationRequired) as info:
-            workspace.run("prod", {})
+            service.runs.run(workspace, "prod", {})
         assert info.value.exit_code == 4
-        assert workspace.runs() == []
-        assert workspace.run("prod", {}, assume_yes=True).run.status == "ok"
+        assert service.runs.history(workspace) == []
+        assert service.runs.run(workspace, "prod", {}, assume_yes=True).run.status == "ok"
 
     def test_held_lock_refuses_and_names_the_holder(
         self, workspace: service.Workspace, write_runbook: Write
@@ -233,14 +233,14 @@ class TestConfirmationAndLocks:
         lease = backend.acquire("two/local", run_id="other-run", actor="alice")
         try:
             with pytest.raises(errors.LockHeld) as info:
-                workspace.run("two", {})
+                service.runs.run(workspace, "two", {})
         finally:
             lease.release()
             backend.close()
         message = str(info.value)
         assert "held by run other-run (actor alice on" in message
         assert info.value.exit_code == 3
-        assert workspace.runs() == []
+        assert service.runs.history(workspace) == []
 
     def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(
         self, workspace: service.Workspace, write_runbook: Write
@@ -250,7 +250,7 @@ class TestConfirmationAndLocks:
         backend = locks.SqliteLocks(workspace.journal.path, pid=2**22 + 12345)
         backend.acquire("two/local", run_id="dead-run", actor="bob")
         backend.close()
-        result = workspace.run("two", {})
+        result = service.runs.run(workspace, "two", {})
         assert result.run.status == "ok"
         warnings = [e.message for e in sink_of(workspace).events if e.kind == "warning"]
         assert warnings
@@ -279,7 +279,7 @@ class TestInterruptAndResume:
         )
         timer = threading.Timer(0.3, _thread.interrupt_main)
         timer.start()
-        result = workspace.run("slow", {})
+        result = service.runs.run(workspace, "slow", {})
         timer.cancel()
         assert result.run.status == "interrupted"
         assert result.exit_code == 130
@@ -288,7 +288,7 @@ class TestInterruptAndResume:
         assert backend.holder("slow") is None
         backend.close()
         write_runbook("slow", "this file changed; resume uses the journalled text\n")
-        resumed = workspace.resume(result.run.id[:6])
+        resumed = service.runs.resume(workspace, result.run.id[:6])
         assert resumed.run.status == "ok"
         assert [s.status for s in resumed.run.steps] == ["ok", "ok", "ok"]
         assert sorted(line.split()[0] for line in fakes.applies(workspace.state_dir)) == [
@@ -313,13 +313,13 @@ class TestInterruptAndResume:
               - {id: c, uses: fake.set, with: {key: c, value: "3"}}
         """,
         )
-        failed = workspace.run("gate", {})
+        failed = service.runs.run(workspace, "gate", {})
         assert failed.run.status == "failed"
         fakes.set_state(workspace.state_dir, "gate", "open")
-        resumed = workspace.resume(failed.run.id)
+        resumed = service.runs.resume(workspace, failed.run.id)
         assert resumed.run.status == "ok"
         assert [line.split()[0] for line in fakes.applies(workspace.state_dir)] == ["a=1", "c=3"]
-        assert workspace.resume(failed.run.id).run.status == "ok"  # nothing left to do
+        assert service.runs.resume(workspace, failed.run.id).run.status == "ok"  # nothing left to do
 
 
 class TestSecrets:
@@ -352,7 +352,7 @@ class TestSecrets:
             action_modules=("crystal_runbook.testing",),
         )
         note = f"token {token} db {fake_url}"
-        ws.run("leak", {"note": note, "api_key": "s3cr3t-value-42"})
+        service.runs.run(ws, "leak", {"note": note, "api_key": "s3cr3t-value-42"})
         ws.close()
         dump = "\n".join(sqlite3.connect(workspace.state_dir / "journal.db").iterdump())
         for secret in (token, "hunter2pass", "s3cr3t-value-42"):

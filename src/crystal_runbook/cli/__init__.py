@@ -22,6 +22,7 @@ import typer
 from crystal_runbook.cli import (
     _common,
     _hoist,
+    catalog,
     demo,
     incident,
     oncall,
@@ -92,6 +93,7 @@ def root(
 oncall.register(app)
 demo.register(app)
 runbooks.register(app)
+catalog.register(app)
 runs.register(app)
 outbox.register(app)
 incident.register(app)

@@ -35,7 +35,7 @@ def show_cmd(
             state_dir=opts.state_dir, inventory_dir=opts.inventory, runbooks_dir=opts.runbooks
         )
         try:
-            rendered = ws.incident(run_id)
+            rendered = service.incidents.document(ws, run_id)
         finally:
             ws.close()
         sys.stdout.write(rendered.json if chosen == "json" else rendered.markdown)

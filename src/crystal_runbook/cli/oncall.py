@@ -109,6 +109,8 @@ def logs_cmd(
                 re.compile(grep)
             except re.error as exc:
                 raise errors.ParamError(f"--grep: not a regular expression: {exc}") from None
+        from crystal_runbook.service import oncall as oncall_service
+
         ws = workspace(opts)
         stop = threading.Event()
 
@@ -118,7 +120,8 @@ def logs_cmd(
 
         try:
             with _common.sigterm_as_interrupt():
-                ws.logs(
+                oncall_service.logs(
+                    ws,
                     service,
                     since=since_seconds,
                     tail=tail if tail is not None else (10 if follow else 100),
@@ -140,9 +143,11 @@ def health_cmd(ctx: typer.Context, service: ServiceArg) -> None:
     """
     opts = _common.options(ctx)
     with _common.handle_errors():
+        from crystal_runbook.service import oncall as oncall_service
+
         ws = workspace(opts)
         try:
-            report = ws.health(service)
+            report = oncall_service.health(ws, service)
         finally:
             ws.close()
         if opts.json:

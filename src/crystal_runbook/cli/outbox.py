@@ -87,9 +87,11 @@ def _show(opts: _common.GlobalOptions, listing: "slack.Listing") -> None:
 def _list(ctx: typer.Context, sent: bool) -> None:
     opts = _common.options(ctx)
     with _common.handle_errors():
+        from crystal_runbook import service
+
         ws = _workspace(opts)
         try:
-            _show(opts, ws.outbox(include_sent=sent))
+            _show(opts, service.incidents.outbox(ws, include_sent=sent))
         finally:
             ws.close()
 
@@ -125,9 +127,11 @@ def flush_cmd(ctx: typer.Context) -> None:
     """
     opts = _common.options(ctx)
     with _common.handle_errors():
+        from crystal_runbook import service
+
         ws = _workspace(opts)
         try:
-            results = ws.flush_outbox(
+            results = service.incidents.flush_outbox(ws,
                 progress=lambda message: print(f"  {message}", file=sys.stderr)
             )
         finally:

@@ -1,9 +1,7 @@
-"""Commands that run runbooks: `run`, `plan`, `resume`, and the format's `validate`, `schema`."""
+"""Commands that run runbooks: `run`, `plan`, `resume`."""
 
 
-import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -46,13 +44,15 @@ def execute(
     """Plan or run ``runbook``: the shared body of `run`, `rollback`, `scale` and friends."""
     opts = _common.options(ctx)
     with _common.handle_errors():
+        from crystal_runbook import service
+
         ws = workspace(opts)
         try:
             if dry_run:
-                request, planned = ws.plan(runbook, params)
+                request, planned = service.runs.plan(ws, runbook, params)
                 _output.show_plan(opts, request, planned)
                 return
-            request = ws.request(runbook, params, assume_yes=assume_yes)
+            request = service.runs.request(ws, runbook, params, assume_yes=assume_yes)
             title = (
                 f"{request.loaded.runbook.name}"
                 + (f" {request.service}" if request.service else "")
@@ -132,66 +132,20 @@ def register(app: typer.Typer) -> None:
         """
         opts = _common.options(ctx)
         with _common.handle_errors():
+            from crystal_runbook import service
+
             ws = workspace(opts)
             try:
-                run = ws.show(run_id)
+                run = service.runs.show(ws, run_id)
                 steps = [(s.id, s.uses) for s in run.steps if s.phase == "main"]
                 with (
                     _common.sigterm_as_interrupt(),
                     _output.progress(opts, steps, f"resume {run.runbook} {run.id}") as sink,
                 ):
                     ws.sink = sink
-                    result = ws.resume(run.id, assume_yes=yes)
+                    result = service.runs.resume(ws, run.id, assume_yes=yes)
             finally:
                 ws.close()
             _output.show_result(opts, result)
             if result.exit_code:
                 raise typer.Exit(result.exit_code)
-
-    @app.command("validate")
-    def validate_cmd(
-        ctx: typer.Context,
-        paths: Annotated[
-            list[Path] | None,
-            typer.Argument(help="Files or directories (default: runbooks and inventory)."),
-        ] = None,
-    ) -> None:
-        """Lint runbooks and inventory; exit 2 with file:line:column for each problem.
-
-        Example: crystal-runbook validate runbooks/
-        """
-        opts = _common.options(ctx)
-        with _common.handle_errors():
-            ws = workspace(opts)
-            count, problems = ws.validate(paths or [])
-            if opts.json:
-                _output.print_json(
-                    {
-                        "files": count,
-                        "problems": [
-                            {
-                                "path": p.path,
-                                "line": p.line,
-                                "column": p.column,
-                                "message": p.message,
-                            }
-                            for p in problems
-                        ],
-                    }
-                )
-            else:
-                for problem in problems:
-                    print(problem, file=sys.stderr)
-                print(f"{count} file(s) checked, {len(problems)} problem(s)")
-            if problems:
-                raise typer.Exit(2)
-
-    @app.command("schema")
-    def schema_cmd(ctx: typer.Context) -> None:
-        """Print the JSON Schema of the runbook format (for editors and CI).
-
-        Example: crystal-runbook schema > runbook.schema.json
-        """
-        opts = _common.options(ctx)
-        with _common.handle_errors():
-            _output.print_json(workspace(opts).schema())

@@ -98,6 +98,8 @@ def watch_cmd(
             auto_rollback=auto_rollback,
             cooldown=_seconds(cooldown, "--cooldown"),
         )
+        from crystal_runbook.service import triggers as trigger_service
+
         ws = workspace(opts)
         ws.sink = console.PlainSink(verbose=opts.verbose)
         approve = _common.ask_yes if _common.interactive() else None
@@ -113,7 +115,8 @@ def watch_cmd(
 
         try:
             with _common.sigterm_as_interrupt():
-                last = ws.watch(
+                last = trigger_service.watch(
+                    ws,
                     service,
                     settings=settings,
                     notify=_print_notice,

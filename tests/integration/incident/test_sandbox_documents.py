@@ -103,7 +103,7 @@ def watch_until_rollback(ws: service.Workspace, timeout: float = 60.0) -> dict[s
     timer = threading.Timer(timeout, stop.set)
     timer.start()
     try:
-        ws.watch(
+        service.triggers.watch(ws,
             "maia",
             settings=WatchSettings(interval=1.0, auto_rollback=True, cooldown=60.0),
             notify=notify,
@@ -123,11 +123,11 @@ def test_triggered_rollback_document_matches_its_journal(
     a real watch-started rollback are what its journal holds."""
     ws = workspace(tmp_path)
     try:
-        release = ws.run("release", {"service": "maia", "image": BAD_IMAGE}, allow_paths=False)
+        release = service.runs.run(ws, "release", {"service": "maia", "image": BAD_IMAGE}, allow_paths=False)
         assert release.run.status == "ok", release.run.error
         outcome = watch_until_rollback(ws)
         assert outcome["status"] == "ok", outcome
-        run = ws.show(str(outcome["run_id"]))
+        run = service.runs.show(ws, str(outcome["run_id"]))
         events = ws.journal.events(run.id)
     finally:
         ws.close()

@@ -25,7 +25,7 @@ def use(server: SlackServer, monkeypatch: pytest.MonkeyPatch, *, token: str | No
 
 def run(root: Path, runbook: str = "announce", **params: str) -> tuple[service.Workspace, str]:
     ws = make_workspace(root)
-    result = ws.run(runbook, {"service": "maia", **params})
+    result = service.runs.run(ws, runbook, {"service": "maia", **params})
     assert result.run.status == "ok", result.run.error
     return ws, result.run.id
 
@@ -296,8 +296,8 @@ class TestFlush:
         assert len(waiting(tmp_path)) == 2
         use(slack_server, monkeypatch)
         ws = make_workspace(tmp_path)
-        results = ws.flush_outbox()
-        again = ws.flush_outbox()
+        results = service.incidents.flush_outbox(ws)
+        again = service.incidents.flush_outbox(ws)
         ws.close()
         assert [r.status for r in results] == ["sent", "sent"]
         assert again == []
@@ -316,8 +316,8 @@ class TestFlush:
         use(slack_server, monkeypatch)
         slack_server.fail("chat.postMessage", error="channel_not_found")
         ws = make_workspace(tmp_path)
-        results = ws.flush_outbox()
-        later = ws.flush_outbox()
+        results = service.incidents.flush_outbox(ws)
+        later = service.incidents.flush_outbox(ws)
         ws.close()
         assert [r.status for r in results] == ["failed", "skipped"]
         assert "waits for" in results[1].summary
@@ -338,7 +338,7 @@ class TestFlush:
             box.write(entry.with_(status=outbox_mod.SENDING, delivery=None))
             (box.sent_dir / f"{entry.key}.json").unlink()
         ws = make_workspace(tmp_path)
-        results = ws.flush_outbox()
+        results = service.incidents.flush_outbox(ws)
         ws.close()
         assert [r.status for r in results] == ["sent", "sent"]
         assert all("found on Slack" in r.summary for r in results)

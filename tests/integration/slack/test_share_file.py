@@ -51,7 +51,7 @@ def run_share(root: Path) -> tuple[service.Workspace, str]:
     """Run `share` in a workspace under ``root``; the run must be ok."""
     write_runbook(root, "share", SHARE)
     ws = make_workspace(root)
-    result = ws.run("share", {"service": "maia"})
+    result = service.runs.run(ws, "share", {"service": "maia"})
     assert result.run.status == "ok", result.run.error
     return ws, result.run.id
 
@@ -81,7 +81,7 @@ class TestWithAToken:
         ws, run_id = run_share(tmp_path)
         outputs = step_outputs(ws, run_id, "share-document")
         document = Path(step_outputs(ws, run_id, "document")["markdown"])
-        rendered = ws.incident(run_id, write=False)
+        rendered = service.incidents.document(ws, run_id, write=False)
         ws.close()
         announce, share = slack_server.posted("#maia-incidents")[:2]
         assert share.text == f"Incident document for run {run_id}"
@@ -166,7 +166,7 @@ class TestWithAToken:
         run.status, run.ended_at = "interrupted", journal_mod.now_iso()
         ws.journal.update_run(run, event="interrupted")
         posts = len(slack_server.calls("chat.postMessage"))
-        resumed = ws.resume(run_id)
+        resumed = service.runs.resume(ws, run_id)
         resumed_outputs = step_outputs(ws, run_id, "share-document")
         ws.close()
         assert resumed.run.status == "ok"
@@ -202,8 +202,8 @@ class TestThroughTheOutbox:
 
         use(slack_server, monkeypatch)
         ws = make_workspace(tmp_path)
-        results = ws.flush_outbox()
-        again = ws.flush_outbox()
+        results = service.incidents.flush_outbox(ws)
+        again = service.incidents.flush_outbox(ws)
         ws.close()
         assert [r.status for r in results] == ["sent", "sent"]
         assert again == []
@@ -239,7 +239,7 @@ class TestAFailedUpload:
         slack_server.fail("upload", status=500, times=None)
         ws, run_id = run_share(tmp_path)
         outputs = step_outputs(ws, run_id, "share-document")
-        status = next(s.status for s in ws.show(run_id).steps if s.id == "share-document")
+        status = next(s.status for s in service.runs.show(ws, run_id).steps if s.id == "share-document")
         ws.close()
         err = capsys.readouterr().err
         share = slack_server.posted("#maia-incidents")[1]
@@ -259,7 +259,7 @@ class TestAFailedUpload:
         slack_server.clear_faults()
         posts = len(slack_server.calls("chat.postMessage"))
         ws = make_workspace(tmp_path)
-        results = ws.flush_outbox()
+        results = service.incidents.flush_outbox(ws)
         ws.close()
         assert [r.status for r in results] == ["sent"]
         assert len(slack_server.calls("chat.postMessage")) == posts
@@ -287,7 +287,7 @@ class TestAFailedUpload:
         slack_server.clear_faults()
         posts = len(slack_server.calls("chat.postMessage"))
         ws = make_workspace(tmp_path)
-        results = ws.flush_outbox()
+        results = service.incidents.flush_outbox(ws)
         ws.close()
         assert [r.status for r in results] == ["sent"]
         assert "found on Slack" in results[0].summary

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from crystal_runbook import service
 from crystal_runbook.triggers import evaluator, watch
 from tests.conftest import REPO
 from tests.integration.triggers import helpers
@@ -29,7 +30,7 @@ def test_shipped_rules_on_prometheus(tmp_path: Path, prometheus: Prometheus) -> 
     )
     prometheus.wait_for_data('rate(http_requests_total{job="maia"}[1m])')
     try:
-        report = ws.trigger_report("maia")
+        report = service.triggers.trigger_report(ws, "maia")
     finally:
         ws.close()
     assert report is not None
@@ -62,7 +63,7 @@ def test_invalid_promql_shows_the_servers_error_and_others_keep_working(
         tmp_path, metrics=f"{{source: prometheus, url: '{prometheus.url}'}}", triggers=triggers
     )
     try:
-        report = ws.trigger_report("maia")
+        report = service.triggers.trigger_report(ws, "maia")
     finally:
         ws.close()
     assert report is not None
@@ -82,7 +83,7 @@ def test_unreachable_prometheus_is_no_data(tmp_path: Path) -> None:
         tmp_path, metrics=f"{{source: prometheus, url: '{url}'}}", triggers=shipped_rules()
     )
     try:
-        report = ws.trigger_report("maia")
+        report = service.triggers.trigger_report(ws, "maia")
     finally:
         ws.close()
     assert report is not None
@@ -116,7 +117,7 @@ def test_restart_keeps_the_evidence_prometheus_holds(
         )
         notices: list[watch.Notice] = []
         try:
-            report = ws.watch(
+            report = service.triggers.watch(ws,
                 "maia",
                 settings=watch.WatchSettings(interval=1.0),
                 notify=notices.append,

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crystal_runbook import sandbox
+from crystal_runbook import sandbox, service
 from crystal_runbook.engine import journal
 from crystal_runbook.triggers.watch import WatchSettings
 from tests.conftest import REPO
@@ -97,7 +97,7 @@ def test_scrape_source_reads_the_sandbox_pods(tmp_path: Path, sb: sandbox.Sandbo
             triggers=POD_RULES.format(urls=json.dumps(urls), source="scrape"),
         )
         try:
-            return ws.trigger_report("maia")
+            return service.triggers.trigger_report(ws, "maia")
         finally:
             ws.close()
 
@@ -131,7 +131,7 @@ def test_prometheus_scraping_the_sandbox_pods(tmp_path: Path, sb: sandbox.Sandbo
             .replace("        sources:\n", ""),
         )
         try:
-            good = ws.trigger_report("maia")
+            good = service.triggers.trigger_report(ws, "maia")
             go_bad(sb)
             prom.write_targets(
                 "maia", [u.removeprefix("http://").removesuffix("/metrics") for u in pod_urls(sb)]
@@ -140,7 +140,7 @@ def test_prometheus_scraping_the_sandbox_pods(tmp_path: Path, sb: sandbox.Sandbo
             prom.wait_for_data(
                 'avg(rate(http_request_errors_total{job="maia"}[5s])) > 1', timeout=20
             )
-            bad = ws.trigger_report("maia")
+            bad = service.triggers.trigger_report(ws, "maia")
         finally:
             ws.close()
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from crystal_runbook import errors
+from crystal_runbook import errors, service
 from crystal_runbook.triggers import watch
 from tests.integration.triggers import helpers
 from tests.integration.triggers.servers import Postgres, free_port
@@ -62,7 +62,7 @@ def dsn(postgres: Postgres, monkeypatch: pytest.MonkeyPatch) -> str:
 def evaluate(root: Path, triggers: str = TRIGGERS):  # type: ignore[no-untyped-def]
     ws = sql_workspace(root, triggers)
     try:
-        return ws.trigger_report("maia")
+        return service.triggers.trigger_report(ws, "maia")
     finally:
         ws.close()
 
@@ -152,7 +152,7 @@ def test_statement_timeout_is_no_data(tmp_path: Path, dsn: str) -> None:
         tmp_path, metrics="{source: scrape, url: 'http://127.0.0.1:1/metrics'}", triggers=slow
     )
     try:
-        report = ws.trigger_report("maia")
+        report = service.triggers.trigger_report(ws, "maia")
     finally:
         ws.close()
     assert report is not None
@@ -173,7 +173,7 @@ def test_unreachable_database_is_no_data_and_hides_the_password(
     ws = sql_workspace(tmp_path)
     notices: list[watch.Notice] = []
     try:
-        report = ws.watch(
+        report = service.triggers.watch(ws,
             "maia",
             settings=watch.WatchSettings(),
             notify=notices.append,
@@ -218,7 +218,7 @@ def test_sql_check_in_a_runbook(tmp_path: Path, dsn: str) -> None:
         runbooks={"verify": runbook},
     )
     try:
-        result = ws.run("verify", {"service": "maia"})
+        result = service.runs.run(ws, "verify", {"service": "maia"})
     finally:
         ws.close()
     assert result.run.status == "ok", result.run.error

@@ -47,14 +47,14 @@ class TestAutomaticRollback:
 
     @pytest.fixture
     def run(self, ws: service.Workspace) -> journal.RunRecord:
-        result = ws.run(
+        result = service.runs.run(ws,
             "rollback",
             {"service": "maia", "reason": "trigger fired for maia in sandbox: error-rate"},
             assume_yes=True,
             meta={"trigger": trigger_evidence()},
         )
         assert result.run.status == "ok", result.run.error
-        return ws.show(result.run.id)
+        return service.runs.show(ws, result.run.id)
 
     def test_markdown_has_every_section_in_order(self, run: journal.RunRecord) -> None:
         """The Markdown parses into the title and the documented sections, in order."""
@@ -199,13 +199,13 @@ class TestAutomaticRollback:
     ) -> None:
         """On demand: the finished run, with the document step and the run's end; a second
         call writes nothing."""
-        rendered = ws.incident(run.id)
+        rendered = service.incidents.document(ws, run.id)
         doc = rendered.document
-        assert doc.ended_at == ws.show(run.id).ended_at
+        assert doc.ended_at == service.runs.show(ws, run.id).ended_at
         assert doc.timeline[-1].transition == "run finished ok"
         assert any(r.step == "document" for r in doc.timeline)
         validate(json.loads(rendered.json))
-        assert generate.write(ws.incident(run.id, write=False)) == []
+        assert generate.write(service.incidents.document(ws, run.id, write=False)) == []
 
 
 class TestFailedRollback:
@@ -215,9 +215,9 @@ class TestFailedRollback:
         self, ws: service.Workspace
     ) -> None:
         """Failed status, the failing step and error, what was changed, what did not run."""
-        result = ws.run("rollback", {"service": "maia", "fail": True}, assume_yes=True)
+        result = service.runs.run(ws, "rollback", {"service": "maia", "fail": True}, assume_yes=True)
         assert result.run.status == "failed"
-        run = ws.show(result.run.id)
+        run = service.runs.show(ws, result.run.id)
         markdown, doc = written(run, "document-failure")
         validate(doc)
         title, sections = parse(markdown)
@@ -241,8 +241,8 @@ class TestFailedRollback:
 
     def test_refused_rollback_changed_nothing(self, ws: service.Workspace) -> None:
         """A rollback refused by its check says nothing was changed, and why."""
-        result = ws.run("rollback", {"service": "maia", "to_revision": 9}, assume_yes=True)
-        run = ws.show(result.run.id)
+        result = service.runs.run(ws, "rollback", {"service": "maia", "to_revision": 9}, assume_yes=True)
+        run = service.runs.show(ws, result.run.id)
         _, doc = written(run, "document-failure")
         assert doc["failure"]["transition"] == "check"
         assert doc["failure"]["change_applied"] is False
@@ -255,10 +255,10 @@ class TestManualAndDrill:
 
     def test_manual_reason_and_actor(self, ws: service.Workspace) -> None:
         """The reason given with --reason and who gave it, severity left to the review."""
-        result = ws.run(
+        result = service.runs.run(ws,
             "rollback", {"service": "maia", "reason": "p99 above 2s since 03:00"}, assume_yes=True
         )
-        _, doc = written(ws.show(result.run.id))
+        _, doc = written(service.runs.show(ws, result.run.id))
         trigger = doc["trigger"]
         assert trigger["kind"] == "manual"
         assert trigger["reason"] == "p99 above 2s since 03:00"
@@ -268,8 +268,8 @@ class TestManualAndDrill:
 
     def test_drill_report_has_phases_with_timings(self, ws: service.Workspace) -> None:
         """A run with `drill: true`: a "Drill report" section, its phases timed."""
-        result = ws.run("rollback", {"service": "maia"}, assume_yes=True, drill=True)
-        run = ws.show(result.run.id)
+        result = service.runs.run(ws, "rollback", {"service": "maia"}, assume_yes=True, drill=True)
+        run = service.runs.show(ws, result.run.id)
         markdown, doc = written(run)
         title, sections = parse(markdown)
         assert title.startswith("Rollback drill: maia in sandbox rolled back")
@@ -305,8 +305,8 @@ class TestNotificationsAndNoChart:
             "  - id: announce\n    uses: slack.notify\n    with: {text: rolled back}\n",
         )
         (ws.runbooks_dir / "rollback.yaml").write_text(runbook)
-        result = ws.run("rollback", {"service": "maia"}, assume_yes=True)
-        run = ws.show(result.run.id)
+        result = service.runs.run(ws, "rollback", {"service": "maia"}, assume_yes=True)
+        run = service.runs.show(ws, result.run.id)
         markdown, doc = written(run)
         outbox = next(s for s in run.steps if s.id == "announce").outputs["outbox"]
         checks = {c["item"]: c for c in doc["verification"]}
@@ -333,8 +333,8 @@ class TestProblemsAreSaidClearly:
             f"  - id: document\n    uses: incident.write\n    with: {{directory: '{blocker}/x'}}\n",
         )
         (ws.runbooks_dir / "rollback.yaml").write_text(runbook)
-        result = ws.run("rollback", {"service": "maia"}, assume_yes=True)
-        run = ws.show(result.run.id)
+        result = service.runs.run(ws, "rollback", {"service": "maia"}, assume_yes=True)
+        run = service.runs.show(ws, result.run.id)
         step = next(s for s in run.steps if s.id == "document")
         assert step.status == "failed"
         assert f"could not be written to {blocker}/x" in str(step.error)
@@ -367,7 +367,7 @@ class TestProblemsAreSaidClearly:
         run.steps[0].status = "applying"
         run.steps[0].started_at = journal.now_iso()
         ws.journal.save_step(run.steps[0], message="applying: revision: 2 -> 1")
-        doc = ws.incident(run.id).document
+        doc = service.incidents.document(ws, run.id).document
         assert doc.status == "interrupted"
         assert doc.failure is not None
         assert (doc.failure.step, doc.failure.transition) == ("undo", "apply")

@@ -86,5 +86,5 @@ def outbox_files(root: Path) -> dict[str, Any]:
 
 def step_outputs(ws: service.Workspace, run_id: str, step_id: str) -> dict[str, Any]:
     """The outputs the journal holds for one step of a run."""
-    run = ws.show(run_id)
+    run = service.runs.show(ws, run_id)
     return dict(next(s for s in run.steps if s.id == step_id).outputs)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from crystal_runbook import errors
+from crystal_runbook import errors, service
 from crystal_runbook.actions import slack as slack_action
 from crystal_runbook.engine.registry import StepContext
 from crystal_runbook.notify import outbox as outbox_mod
@@ -151,7 +151,7 @@ class TestCheckTime:
             """,
         )
         ws = make_workspace(tmp_path)
-        result = ws.run("share", {"service": "maia"})
+        result = service.runs.run(ws, "share", {"service": "maia"})
         ws.close()
         assert result.run.status == "failed"
         (step,) = result.run.steps
@@ -202,7 +202,7 @@ class TestOutbox:
             """,
         )
         ws = make_workspace(tmp_path)
-        result = ws.run("share", {"service": "maia"})
+        result = service.runs.run(ws, "share", {"service": "maia"})
         outputs = step_outputs(ws, result.run.id, "share")
         ws.close()
         err = capsys.readouterr().err

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crystal_runbook import errors
+from crystal_runbook import errors, service
 from crystal_runbook.actions import slack as slack_action
 from crystal_runbook.engine.registry import StepContext
 from tests.unit.slack.helpers import (
@@ -33,7 +33,7 @@ class TestEmbeddedDefault:
     ) -> None:
         """Without a token the run is ok, the message is printed and queued, outputs name it."""
         ws = make_workspace(tmp_path)
-        result = ws.run("announce", {"service": "maia"})
+        result = service.runs.run(ws, "announce", {"service": "maia"})
         ws.close()
         assert result.run.status == "ok"
         err = capsys.readouterr().err
@@ -63,7 +63,7 @@ class TestEmbeddedDefault:
         """With CRYSTAL_LOG_FORMAT=json stderr stays a stream of JSON lines."""
         monkeypatch.setenv("CRYSTAL_LOG_FORMAT", "json")
         ws = make_workspace(tmp_path)
-        ws.run("announce", {"service": "maia"})
+        service.runs.run(ws, "announce", {"service": "maia"})
         ws.close()
         lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
         notices = [line for line in lines if line["kind"] == "notification"]
@@ -75,7 +75,7 @@ class TestEmbeddedDefault:
     def test_a_reply_remembers_the_message_it_answers(self, tmp_path: Path) -> None:
         """`reply_to` in the outbox keeps the parent's key, so `flush` can thread it later."""
         ws = make_workspace(tmp_path)
-        result = ws.run("announce", {"service": "maia"})
+        result = service.runs.run(ws, "announce", {"service": "maia"})
         parent = Path(step_outputs(ws, result.run.id, "announce")["outbox"])
         reply = Path(step_outputs(ws, result.run.id, "summary")["outbox"])
         ws.close()
@@ -98,9 +98,9 @@ class TestEmbeddedDefault:
             """,
         )
         sandbox = make_workspace(tmp_path)
-        run = sandbox.run("two", {"service": "maia"}).run
+        run = service.runs.run(sandbox, "two", {"service": "maia"}).run
         quiet = make_workspace(tmp_path, env="quiet")
-        silent = quiet.run("two", {"service": "maia"}).run
+        silent = service.runs.run(quiet, "two", {"service": "maia"}).run
         channels = {
             (o["origin"]["env"], o["origin"]["step_id"]): o["message"]["channel"]
             for o in outbox_files(tmp_path).values()
@@ -118,7 +118,7 @@ class TestEmbeddedDefault:
     def test_plan_describes_and_writes_nothing(self, tmp_path: Path) -> None:
         """`plan` says the message would be printed and queued, and queues nothing."""
         ws = make_workspace(tmp_path)
-        _, planned = ws.plan("announce", {"service": "maia"})
+        _, planned = service.runs.plan(ws, "announce", {"service": "maia"})
         ws.close()
         assert planned[0].status == "change"
         assert planned[0].summary.startswith(
@@ -171,7 +171,7 @@ class TestSecrets:
         """A secret in a message (here through a parameter) is masked everywhere it is kept."""
         monkeypatch.setenv("MAIA_DB_PASSWORD", "hunter2-very-secret")
         ws = make_workspace(tmp_path)
-        ws.run(
+        service.runs.run(ws,
             "announce", {"service": "maia", "reason": "pw hunter2-very-secret xoxb-1234-abcdefgh"}  # fake secret for the test
         )
         ws.close()
@@ -215,9 +215,9 @@ class TestFlushWithoutToken:
     def test_flush_without_a_token_refuses_and_names_what_waits(self, tmp_path: Path) -> None:
         """Nothing can be delivered without a token: exit 2 with the count and what to do."""
         ws = make_workspace(tmp_path)
-        ws.run("announce", {"service": "maia"})
+        service.runs.run(ws, "announce", {"service": "maia"})
         with pytest.raises(errors.ConfigurationError, match="2 notification") as caught:
-            ws.flush_outbox()
+            service.incidents.flush_outbox(ws)
         ws.close()
         assert caught.value.exit_code == 2
         assert "SLACK_BOT_TOKEN=xoxb-" in str(caught.value.hint)
@@ -225,7 +225,7 @@ class TestFlushWithoutToken:
     def test_flush_of_an_empty_outbox_needs_no_token(self, tmp_path: Path) -> None:
         """Nothing waiting: nothing to do, whatever the settings."""
         ws = make_workspace(tmp_path)
-        assert ws.flush_outbox() == []
+        assert service.incidents.flush_outbox(ws) == []
         ws.close()
 
 

@@ -54,7 +54,7 @@ class TestMetricsCheck:
         timer.start()
         ws = workspace_with(tmp_path, metrics.url, VERIFY)
         try:
-            result = ws.run("verify", {"service": "maia"})
+            result = service.runs.run(ws, "verify", {"service": "maia"})
         finally:
             timer.join()
             ws.close()
@@ -71,7 +71,7 @@ class TestMetricsCheck:
         ws = workspace_with(tmp_path, metrics.url, VERIFY.replace("timeout: 10s", "timeout: 1s"))
         metrics.stop()
         try:
-            result = ws.run("verify", {"service": "maia"})
+            result = service.runs.run(ws, "verify", {"service": "maia"})
         finally:
             ws.close()
         assert result.run.status == "failed"
@@ -84,7 +84,7 @@ class TestMetricsCheck:
             tmp_path, metrics.url, VERIFY.replace("rule: coherence-low", "rule: coherence")
         )
         try:
-            result = ws.run("verify", {"service": "maia"})
+            result = service.runs.run(ws, "verify", {"service": "maia"})
         finally:
             ws.close()
         assert result.run.status == "failed"
@@ -98,7 +98,7 @@ class TestMetricsCheck:
             with pytest.raises(
                 errors.RunbookInvalid, match=r"verify.yaml:\d+:\d+: .*needs a `threshold`"
             ):
-                ws.run("verify", {"service": "maia"})
+                service.runs.run(ws, "verify", {"service": "maia"})
         finally:
             ws.close()
 

@@ -68,7 +68,7 @@ class Watching:
 
         def run() -> None:
             try:
-                ws.watch(
+                service.triggers.watch(ws,
                     "maia",
                     settings=settings,
                     notify=self.notices.append,
@@ -105,7 +105,7 @@ def root(tmp_path: Path) -> Path:
 def runs(root: Path) -> list[dict[str, object]]:
     ws = service.Workspace(state_dir=root / ".crystal", inventory_dir=root / "inventory")
     try:
-        return [r.as_json() for r in ws.runs(limit=50)]
+        return [r.as_json() for r in service.runs.history(ws, limit=50)]
     finally:
         ws.close()
 
@@ -136,7 +136,7 @@ class TestAutoRollback:
         assert "coherence-low: 0.3 (value < 0.4 for 0.5s)" in str(params["reason"])
         reader = service.Workspace(state_dir=root / ".crystal")
         try:
-            trigger = reader.show(str(run["id"])).meta["trigger"]
+            trigger = service.runs.show(reader, str(run["id"])).meta["trigger"]
         finally:
             reader.close()
         (evidence,) = trigger["rules"]
@@ -192,7 +192,7 @@ class TestMissingData:
         metrics.stop()
         notices: list[Notice] = []
         try:
-            report = ws.watch(
+            report = service.triggers.watch(ws,
                 "maia", settings=FAST, notify=notices.append, on_report=lambda _r: None, once=True
             )
         finally:
@@ -207,7 +207,7 @@ class TestMissingData:
         metrics.service.set(status=503)
         ws = make_workspace(root, metrics.url)
         try:
-            report = ws.trigger_report("maia")
+            report = service.triggers.trigger_report(ws, "maia")
         finally:
             ws.close()
         assert report is not None
@@ -226,7 +226,7 @@ class TestSavedState:
         for _ in range(2):
             ws = make_workspace(root, metrics.url)
             try:
-                report = ws.watch(
+                report = service.triggers.watch(ws,
                     "maia",
                     settings=settings,
                     notify=lambda _n: None,
@@ -249,7 +249,7 @@ class TestSavedState:
         for _ in range(2):
             ws = make_workspace(root, metrics.url)
             try:
-                report = ws.watch(
+                report = service.triggers.watch(ws,
                     "maia",
                     settings=settings,
                     notify=lambda _n: None,
@@ -282,7 +282,7 @@ class TestApprove:
 
         try:
             for _ in range(2):  # pending, then firing (for: 0.5s)
-                ws.watch(
+                service.triggers.watch(ws,
                     "maia",
                     settings=WatchSettings(interval=1.0, auto_rollback=True),
                     notify=notices.append,

@@ -1,0 +1,132 @@
+"""Running runbooks: start, plan, resume, and the run history they leave in the journal.
+
+The CLI's `run`, `rollback`, `scale`, `plan`, `resume`, `runs` and the watcher's automatic
+rollback all come through here, so a run from any shell is the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from crystal_runbook import errors
+from crystal_runbook.engine import executor as executor_mod
+from crystal_runbook.engine import journal as journal_mod
+from crystal_runbook.engine import loader
+from crystal_runbook.engine import params as params_mod
+from crystal_runbook.service.workspace import Workspace
+
+
+def request(
+    ws: Workspace,
+    runbook: str,
+    params: Mapping[str, Any],
+    *,
+    assume_yes: bool = False,
+    allow_paths: bool = True,
+    drill: bool = False,
+    meta: Mapping[str, Any] | None = None,
+) -> executor_mod.Request:
+    """Load, resolve parameters and target: everything before the first step.
+
+    Raises:
+        errors.InputError: any bad input (exit 2); nothing has been changed.
+    """
+    loaded = ws.load_runbook(runbook, allow_paths=allow_paths)
+    typed = params_mod.resolve(loaded.runbook.params, params, runbook=loaded.runbook.name)
+    for name, spec in loaded.runbook.params.items():
+        if spec.secret and isinstance(typed.get(name), str):
+            ws.redactor.add(typed[name])
+    env = ws.resolve_env()
+    service = typed.get("service") if "service" in loaded.runbook.params else None
+    target: dict[str, Any] = {}
+    service_info: dict[str, Any] = {}
+    if service is not None:
+        block = ws.inventory.target(str(service), env)
+        target = block.model_dump(mode="json")
+        found = ws.inventory.services[str(service)]
+        service_info = {"description": found.description, "owner": found.owner}
+    return executor_mod.Request(
+        loaded=loaded,
+        params=typed,
+        env=env,
+        actor=ws.actor,
+        service=None if service is None else str(service),
+        service_info=service_info,
+        target=target,
+        assume_yes=assume_yes,
+        interactive=ws.interactive,
+        drill=drill,
+        meta=dict(meta or {}),
+        redacted_params=params_mod.redact(loaded.runbook.params, typed),
+    )
+
+
+def plan(
+    ws: Workspace, runbook: str, params: Mapping[str, Any], *, allow_paths: bool = True
+) -> tuple[executor_mod.Request, list[executor_mod.PlannedStep]]:
+    """Every step's check and the change it would make, without changing anything."""
+    req = request(ws, runbook, params, allow_paths=allow_paths)
+    return req, ws.executor(req).plan(req)
+
+
+def run(
+    ws: Workspace,
+    runbook: str,
+    params: Mapping[str, Any],
+    *,
+    assume_yes: bool = False,
+    allow_paths: bool = True,
+    drill: bool = False,
+    meta: Mapping[str, Any] | None = None,
+) -> executor_mod.RunResult:
+    """Run a runbook to its end (or its first failure); the journal records every transition."""
+    req = request(
+        ws, runbook, params, assume_yes=assume_yes, allow_paths=allow_paths, drill=drill, meta=meta
+    )
+    return ws.executor(req).run(req)
+
+
+def resume(ws: Workspace, run_id: str, *, assume_yes: bool = False) -> executor_mod.RunResult:
+    """Continue a run from the journal, with the runbook text and target it started with."""
+    record = ws.journal.get_run(run_id)
+    if record.status == "ok":
+        return executor_mod.RunResult(record)
+    loaded = loader.load_text(record.runbook_text, ws.registry, path=record.runbook_path)
+    secret = [n for n, s in loaded.runbook.params.items() if s.secret]
+    if secret:
+        raise errors.InputError(
+            f"run {record.id} has secret parameters ({', '.join(secret)}) that the journal "
+            "does not keep; it cannot be resumed",
+            hint="start a new run",
+        )
+    typed = params_mod.resolve(
+        loaded.runbook.params,
+        {k: v for k, v in record.params.items() if v is not None},
+        runbook=loaded.runbook.name,
+    )
+    req = executor_mod.Request(
+        loaded=loaded,
+        params=typed,
+        env=record.env,
+        actor=ws.actor,
+        service=record.service,
+        service_info=dict(record.meta.get("service_info", {})),
+        target=dict(record.meta.get("target", {})),
+        assume_yes=assume_yes,
+        interactive=ws.interactive,
+        drill=record.drill,
+        meta=record.meta,
+        redacted_params=record.params,
+    )
+    return ws.executor(req).resume(record, req)
+
+
+def history(
+    ws: Workspace, *, service: str | None = None, limit: int = 20
+) -> list[journal_mod.RunRecord]:
+    return ws.journal.list_runs(service=service, limit=limit)
+
+
+def show(ws: Workspace, run_id: str) -> journal_mod.RunRecord:
+    return ws.journal.get_run(run_id)

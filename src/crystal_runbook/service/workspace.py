@@ -1,0 +1,200 @@
+"""The composition root of the service layer: one user's journal, registry, inventory and locks.
+
+``Workspace`` holds what every use case shares and builds each piece lazily, so a command
+pays only for what it touches. The use cases themselves live beside it, one module each
+(``runs``, ``oncall``, ``triggers``, ``incidents``, ``catalog``), as functions that take a
+workspace: this module imports none of them, so new use cases never grow it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from crystal_runbook import errors
+from crystal_runbook.engine import executor as executor_mod
+from crystal_runbook.engine import inventory as inventory_mod
+from crystal_runbook.engine import journal as journal_mod
+from crystal_runbook.engine import loader
+from crystal_runbook.engine import locks as locks_mod
+from crystal_runbook.engine.events import Sink
+from crystal_runbook.engine.registry import Action, Registry
+from crystal_runbook.engine.secrets import Redactor
+
+if TYPE_CHECKING:
+    from crystal_runbook.notify import slack as slack_notify
+
+ACTION_MODULES_ENV = "CRYSTAL_ACTION_MODULES"
+"""Comma-separated modules whose ``ACTIONS`` tuple adds actions (plugins, test fakes)."""
+FALLBACK_ENV = "local"
+"""Environment of runs when neither --env, $CRYSTAL_ENV nor the inventory names one."""
+
+
+def default_actor() -> str:
+    """Who is running this: $CRYSTAL_ACTOR, else the login name."""
+    actor = os.environ.get("CRYSTAL_ACTOR")
+    if actor:
+        return actor[:100]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return "unknown"
+
+
+def build_registry(extra_modules: Iterable[str] = ()) -> Registry:
+    """The built-in actions plus those of ``extra_modules``.
+
+    Raises:
+        errors.ConfigurationError: a module cannot be imported or has no ``ACTIONS``.
+    """
+    registry = Registry()
+    for entry in extra_modules:
+        name = entry.strip()
+        if not name:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise errors.ConfigurationError(
+                f"{ACTION_MODULES_ENV}: cannot import {name!r}: {exc}"
+            ) from None
+        actions: Sequence[type[Action]] | None = getattr(module, "ACTIONS", None)
+        if actions is None:
+            raise errors.ConfigurationError(f"{ACTION_MODULES_ENV}: {name!r} has no ACTIONS")
+        for action in actions:
+            registry.register(action)
+    return registry
+
+
+@dataclass
+class Workspace:
+    """One user's view of crystal-runbook: directories, environment, sinks."""
+
+    state_dir: Path
+    inventory_dir: Path = Path("inventory")
+    runbooks_dir: Path = Path("runbooks")
+    env: str | None = None
+    actor: str = field(default_factory=default_actor)
+    sink: Sink | None = None
+    confirm: Callable[[str], bool] | None = None
+    interactive: bool = False
+    action_modules: tuple[str, ...] = field(
+        default_factory=lambda: tuple(os.environ.get(ACTION_MODULES_ENV, "").split(","))
+    )
+
+    # -- wiring ------------------------------------------------------------------------------
+
+    @cached_property
+    def registry(self) -> Registry:
+        from crystal_runbook.actions import incident as incident_action
+        from crystal_runbook.actions import metrics
+        from crystal_runbook.actions import slack as slack_action
+
+        registry = build_registry(self.action_modules)
+        checker = registry.get("metrics.check") if "metrics.check" in registry else None
+        if isinstance(checker, metrics.MetricsCheck):  # its rules: this workspace's triggers
+            checker.triggers_file = self.inventory_dir / "triggers.yaml"
+        notifier = registry.get("slack.notify") if "slack.notify" in registry else None
+        if isinstance(notifier, slack_action.Notify):  # Slack or, without a token, the outbox
+            notifier.notifier = self.notifier
+        writer = registry.get("incident.write") if "incident.write" in registry else None
+        if isinstance(writer, incident_action.IncidentWrite):  # this workspace's journal
+            writer.journal = lambda: self.journal
+            writer.redactor = self.redactor
+        return registry
+
+    @cached_property
+    def notifier(self) -> slack_notify.Notifier:
+        """Notifications of this state directory: Slack with SLACK_BOT_TOKEN, else the outbox."""
+        from crystal_runbook.notify import slack
+
+        return slack.Notifier(state_dir=self.state_dir, redactor=self.redactor)
+
+    @cached_property
+    def inventory(self) -> inventory_mod.Inventory:
+        return inventory_mod.load(self.inventory_dir)
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        return Redactor()
+
+    @cached_property
+    def journal(self) -> journal_mod.SqliteJournal:
+        return journal_mod.open_journal(self.state_dir, redactor=self.redactor)
+
+    @cached_property
+    def local_locks(self) -> locks_mod.SqliteLocks:
+        """This machine's locks, in the journal database (one connection per workspace)."""
+        return locks_mod.SqliteLocks(self.journal.path)
+
+    def lock_backends(self, target: Mapping[str, Any] | None = None) -> list[locks_mod.LockBackend]:
+        """This machine's lock, plus a Kubernetes Lease when the target lives in a cluster."""
+        backends: list[locks_mod.LockBackend] = [self.local_locks]
+        if target and target.get("kubernetes"):
+            from crystal_runbook.kube import client as kube_client
+            from crystal_runbook.kube import lease
+
+            backends.append(lease.LeaseLocks(kube_client.KubeTarget.from_target(target)))
+        return backends
+
+    def executor(self, request: executor_mod.Request | None = None) -> executor_mod.Executor:
+        return executor_mod.Executor(
+            registry=self.registry,
+            journal=self.journal,
+            lock_backends=self.lock_backends(request.target if request else None),
+            state_dir=self.state_dir,
+            sink=self.sink,
+            confirm=self.confirm,
+            redactor=self.redactor,
+        )
+
+    def close(self) -> None:
+        if "local_locks" in self.__dict__:
+            self.local_locks.close()
+        if "journal" in self.__dict__:
+            self.journal.close()
+        kube = sys.modules.get("crystal_runbook.kube.client")
+        if kube is not None:  # only if this process talked to a cluster
+            kube.close_all()
+
+    def resolve_env(self) -> str:
+        """--env, else $CRYSTAL_ENV (folded in by the shell), else the inventory's default."""
+        if self.env:
+            env = self.env.strip()
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", env):
+                raise errors.TargetNotFound(
+                    f"{env[:80]!r} is not an environment name",
+                    hint="use lower-case letters, digits, - and _",
+                )
+            return env
+        return self.inventory.default_environment or FALLBACK_ENV
+
+    def load_runbook(self, name_or_path: str, *, allow_paths: bool = True) -> loader.LoadedRunbook:
+        """A runbook by name (from the runbooks directory) or, if allowed, by path."""
+        path = loader.resolve_path(name_or_path, self.runbooks_dir, allow_paths=allow_paths)
+        return loader.load(path, self.registry, display=display(path))
+
+    def target(self, service: str) -> tuple[str, dict[str, Any]]:
+        """(environment, the service's block there).
+
+        Raises:
+            errors.TargetNotFound: unknown service or environment.
+        """
+        env = self.resolve_env()
+        return env, self.inventory.target(service, env).model_dump(mode="json")
+
+
+def display(path: Path) -> str:
+    """A path as a user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
