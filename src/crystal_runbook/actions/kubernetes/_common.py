@@ -1,0 +1,137 @@
+"""What the Kubernetes actions share: the target, reads, the patch, the wait and the diff."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field
+
+from crystal_runbook import errors
+from crystal_runbook.engine.model import MAX_INPUT_LENGTH
+from crystal_runbook.engine.registry import Args, Change, Check, StepContext
+from crystal_runbook.engine.secrets import looks_secret
+from crystal_runbook.kube import client as kube_client
+from crystal_runbook.kube import resources, rollout, wait
+
+MAX_REPLICAS = 1000
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,252}$")
+
+
+class KubeArgs(Args):
+    deployment: str | None = Field(
+        default=None, description="Default: target.kubernetes.deployment"
+    )
+    namespace: str | None = Field(default=None, description="Default: target.kubernetes.namespace")
+
+
+def target_of(args: KubeArgs, ctx: StepContext) -> kube_client.KubeTarget:
+    base = kube_client.KubeTarget.from_target(ctx.target) if ctx.target.get("kubernetes") else None
+    if base is None and args.deployment is None:
+        raise errors.ConfigurationError(
+            "no deployment: the service has no `kubernetes:` block for this environment and "
+            "the step names none",
+            hint="add kubernetes: {namespace, deployment} to "
+            "inventory/services.yaml or `deployment:` to the step's `with:`",
+        )
+    return kube_client.KubeTarget(
+        deployment=args.deployment or (base.deployment if base else ""),
+        namespace=args.namespace or (base.namespace if base else "default"),
+        context=base.context if base else None,
+        kubeconfig=base.kubeconfig if base else None,
+        container=base.container if base else None,
+    )
+
+
+def deadline(ctx: StepContext, default: float = 60.0) -> float:
+    return ctx.deadline if ctx.deadline is not None else time.monotonic() + default
+
+
+def deployment(
+    kube: kube_client.Kube, target: kube_client.KubeTarget, ctx: StepContext
+) -> dict[str, Any]:
+    return resources.deployment(kube, target, deadline(ctx))
+
+
+def replicasets(
+    kube: kube_client.Kube,
+    target: kube_client.KubeTarget,
+    deployment: dict[str, Any],
+    ctx: StepContext,
+) -> list[dict[str, Any]]:
+    return resources.replicasets(kube, target, deployment, deadline(ctx))
+
+
+def patch(
+    kube: kube_client.Kube,
+    target: kube_client.KubeTarget,
+    ctx: StepContext,
+    body: Any,
+    content_type: str,
+    *,
+    sub: str | None = None,
+) -> dict[str, Any]:
+    return kube.json(
+        "PATCH",
+        target.path(resources.APPS, "deployments", target.deployment, sub),
+        body=body,
+        content_type=content_type,
+        what=f"patch deployment {target.deployment}" + (f"/{sub}" if sub else ""),
+        where=target.where,
+        deadline=deadline(ctx),
+    )
+
+
+def wait_done(
+    kube: kube_client.Kube, target: kube_client.KubeTarget, ctx: StepContext, crash_grace: float
+) -> Check:
+    state = wait.wait_rollout(
+        kube, target, deadline=deadline(ctx, 300.0), crash_grace=crash_grace, progress=ctx.progress
+    )
+    return Check(satisfied=state.done, summary=state.message)
+
+
+def valid_env(value: dict[str, str]) -> dict[str, str]:
+    for key, item in value.items():
+        if not ENV_NAME.fullmatch(key):
+            raise ValueError(f"{key[:60]!r} is not a valid environment variable name")
+        if len(str(item)) > MAX_INPUT_LENGTH:
+            raise ValueError(f"value of {key} is longer than {MAX_INPUT_LENGTH} characters")
+    return {k: str(v) for k, v in value.items()}
+
+
+def mask(name: str, value: Any) -> Any:
+    return "*****" if looks_secret(name) and value is not None else value
+
+
+def image_list(template: Mapping[str, Any]) -> str:
+    return ", ".join(rollout.images(template).values())
+
+
+def image_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Change]:
+    old, new = rollout.images(before), rollout.images(after)
+    return [
+        Change(f"image[{name}]", old.get(name), image)
+        for name, image in new.items()
+        if old.get(name) != image
+    ]
+
+
+def env_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Change]:
+    changes = []
+    for container in after.get("spec", {}).get("containers") or []:
+        name = container.get("name")
+        old, new = rollout.env_of(before, name), rollout.env_of(after, name)
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                changes.append(
+                    Change(
+                        f"env[{name}].{key}", old.get(key), new.get(key), secret=looks_secret(key)
+                    )
+                )
+    return changes
+
+
+# --- set env / set image -------------------------------------------------------------------

@@ -1,0 +1,192 @@
+"""`k8s.rollout_undo`: kubectl's `rollout undo`, checked first, one patch, verified by watch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from crystal_runbook import errors
+from crystal_runbook.actions.kubernetes import _common as common
+from crystal_runbook.engine.journal import now_iso
+from crystal_runbook.engine.model import Duration
+from crystal_runbook.engine.registry import Action, Change, Check, Outcome, StepContext
+from crystal_runbook.kube import client as kube_client
+from crystal_runbook.kube import rollout
+
+
+class RolloutUndoArgs(common.KubeArgs):
+    to_revision: int = Field(default=0, ge=0, description="0: the previous revision")
+    set_env: dict[str, str] = Field(
+        default_factory=dict, description="Env overrides applied in the same patch"
+    )
+    containers: list[str] | None = Field(
+        default=None, description="Containers for set_env; default all"
+    )
+    crash_grace: Duration = Field(default=15.0, description="Fail fast after pods crash this long")
+
+    @field_validator("set_env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        return common.valid_env(value)
+
+
+class RolloutUndo(Action):
+    """Roll a Deployment back to a previous revision, with `kubectl rollout undo` semantics."""
+
+    name = "k8s.rollout_undo"
+    summary = (
+        "Roll back a Deployment (kubectl rollout undo semantics, env overrides in the same patch)."
+    )
+    Args = RolloutUndoArgs
+    outputs = (
+        "deployment",
+        "namespace",
+        "from_revision",
+        "to_revision",
+        "from_images",
+        "to_images",
+        "from_env",
+        "to_env",
+        "target_replicaset",
+    )
+    default_timeout = 300.0
+
+    def check(self, args: Any, ctx: StepContext) -> Check:
+        target = common.target_of(args, ctx)
+        kube = kube_client.connect(target)
+        deployment = common.deployment(kube, target, ctx)
+        name = target.deployment
+        if (deployment.get("spec") or {}).get("paused"):
+            raise errors.PermanentActionError(
+                f"deployment {name!r} is paused; a rollback would not roll out",
+                hint=f"resume it first: kubectl -n {target.namespace} rollout resume "
+                f"deployment/{name}",
+            )
+        owned = common.replicasets(kube, target, deployment, ctx)
+        current_template = deployment.get("spec", {}).get("template") or {}
+        if ctx.resolved.get("target_replicaset"):
+            # resume: the target was decided by the first check and journalled
+            chosen = next(
+                (rs for rs in owned if rs["metadata"]["name"] == ctx.resolved["target_replicaset"]),
+                None,
+            )
+            if chosen is None:
+                raise errors.PermanentActionError(
+                    f"replicaset {ctx.resolved['target_replicaset']} chosen by this run is gone",
+                    hint="start a new rollback run",
+                )
+            from_revision = int(ctx.resolved["from_revision"])
+            to_revision = int(ctx.resolved["to_revision"])
+            from_template = ctx.resolved.get("from_template") or current_template
+        else:
+            self._refuse_second_rollback(deployment, args.to_revision)
+            chosen = rollout.pick_target(name, owned, args.to_revision)
+            from_revision = rollout.revision_of(deployment)
+            to_revision = rollout.revision_of(chosen)
+            from_template = current_template
+        desired = rollout.rollback_template(chosen, args.set_env, args.containers)
+        outputs = {
+            "deployment": name,
+            "namespace": target.namespace,
+            "from_revision": from_revision,
+            "to_revision": to_revision,
+            "from_images": rollout.images(from_template),
+            "to_images": rollout.images(desired),
+            "from_env": {k: common.mask(k, v) for k, v in rollout.env_of(from_template).items()},
+            "to_env": {k: common.mask(k, v) for k, v in rollout.env_of(desired).items()},
+            "target_replicaset": chosen["metadata"]["name"],
+        }
+        resolved = {
+            "target_replicaset": chosen["metadata"]["name"],
+            "from_revision": from_revision,
+            "to_revision": to_revision,
+            "from_template": from_template,
+        }
+        if rollout.templates_equal(current_template, desired):
+            return Check(
+                satisfied=True,
+                outputs=outputs,
+                resolved=resolved,
+                summary=f"{name} already runs revision {to_revision}'s template "
+                f"({common.image_list(desired)})",
+            )
+        changes = [Change("revision", from_revision, to_revision)]
+        changes += common.image_changes(current_template, desired)
+        changes += common.env_changes(current_template, desired)
+        return Check(
+            satisfied=False,
+            changes=tuple(changes),
+            outputs=outputs,
+            resolved=resolved,
+            summary=f"roll {name} back from revision {from_revision} to {to_revision} "
+            f"({common.image_list(desired)})",
+            evidence={"from_images": outputs["from_images"]},
+        )
+
+    @staticmethod
+    def _refuse_second_rollback(deployment: Mapping[str, Any], to_revision: int) -> None:
+        """Refuse `rollback` (to the previous revision) when what runs is our own rollback."""
+        if to_revision:
+            return
+        annotations = deployment.get("metadata", {}).get("annotations") or {}
+        ours = annotations.get(rollout.ROLLED_BACK_TEMPLATE)
+        current = deployment.get("spec", {}).get("template") or {}
+        if ours and ours == rollout.template_digest(current):
+            raise errors.PermanentActionError(
+                f"already rolled back from revision {annotations.get(rollout.ROLLED_BACK_FROM)} "
+                f"by run {annotations.get(rollout.ROLLBACK_RUN)} at "
+                f"{annotations.get(rollout.ROLLBACK_AT)}; rolling back again would return to "
+                "the release that was rolled back",
+                hint="pass --to-revision N to go further back (`kubectl rollout history` lists "
+                "revisions)",
+            )
+
+    def apply(self, args: Any, ctx: StepContext, check: Check) -> Outcome:
+        target = common.target_of(args, ctx)
+        kube = kube_client.connect(target)
+        for _attempt in range(3):
+            deployment = common.deployment(kube, target, ctx)
+            owned = common.replicasets(kube, target, deployment, ctx)
+            chosen = next(
+                rs for rs in owned if rs["metadata"]["name"] == check.resolved["target_replicaset"]
+            )
+            desired = rollout.rollback_template(chosen, args.set_env, args.containers)
+            annotations = rollout.rollback_annotations(
+                deployment,
+                chosen,
+                {
+                    rollout.ROLLED_BACK_FROM: str(check.resolved["from_revision"]),
+                    rollout.ROLLED_BACK_TO: str(check.resolved["to_revision"]),
+                    rollout.ROLLED_BACK_TEMPLATE: rollout.template_digest(desired),
+                    rollout.ROLLBACK_RUN: ctx.run_id,
+                    rollout.ROLLBACK_AT: now_iso(),
+                },
+            )
+            patch = [
+                {
+                    "op": "test",
+                    "path": "/metadata/resourceVersion",
+                    "value": deployment["metadata"]["resourceVersion"],
+                },
+                {"op": "replace", "path": "/spec/template", "value": desired},
+                {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+            ]
+            try:
+                common.patch(kube, target, ctx, patch, "application/json-patch+json")
+            except (kube_client.ConflictError, errors.PermanentActionError) as exc:
+                # 409, or 422 from the `test` op: the Deployment changed since we read it
+                if isinstance(exc, kube_client.ConflictError) or " 422 " in exc.message:
+                    ctx.progress("deployment changed while rolling back; re-reading")
+                    continue
+                raise
+            return Outcome(changed=True, summary=check.summary.replace("roll ", "rolled ", 1))
+        raise errors.TemporaryActionError(
+            f"deployment {target.deployment!r} kept changing while rolling back",
+            hint="someone else is changing it; stop them, then resume this run",
+        )
+
+    def verify(self, args: Any, ctx: StepContext, outcome: Outcome | None) -> Check:
+        target = common.target_of(args, ctx)
+        return common.wait_done(kube_client.connect(target), target, ctx, args.crash_grace)
