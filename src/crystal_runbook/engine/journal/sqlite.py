@@ -1,189 +1,27 @@
-"""The journal: the single record of every run, step transition and event.
+"""The embedded journal: SQLite in `<state dir>/journal.db`.
 
-Resume, `runs`, `runs show`, incident documents and drill reports read only the journal
-(like kopf's progress storage and ansible-runner's job events). Every transition is committed
-before the next one starts: the intent is written before each apply, so a run killed at any
-instant leaves a record that says exactly where it was.
-
-The interface is the ``Journal`` protocol, a handful of methods. ``SqliteJournal`` is the
-embedded default (`<state dir>/journal.db`, WAL, so readers never block the writer); a
-PostgreSQL backend for teams and several `serve` replicas will implement the same protocol.
-Records are plain dataclasses so that `runs` does not pay for pydantic.
+WAL mode, so readers (`runs`, incident documents) never block the run being journalled, and
+``synchronous=NORMAL``, so a commit survives the process being killed. One connection per
+``SqliteJournal``, serialised by a mutex, because the executor's heartbeat and notifier
+threads share it. ``connect`` and ``retry_busy`` are also what the local lock table uses.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import secrets as _random
 import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from crystal_runbook import errors
+from crystal_runbook.engine.journal import common
+from crystal_runbook.engine.journal.common import RUN_COLUMNS as _RUN_COLUMNS
+from crystal_runbook.engine.journal.records import EventRecord, RunRecord, StepRecord
 from crystal_runbook.engine.secrets import Redactor
-
-RUN_STATUSES = ("running", "ok", "failed", "interrupted")
-STEP_STATUSES = (
-    "pending",
-    "checking",
-    "applying",
-    "applied",
-    "verifying",
-    "ok",
-    "skipped",
-    "failed",
-    "interrupted",
-)
-TERMINAL_STEP = frozenset({"ok", "skipped"})
-
-
-def now_iso() -> str:
-    """UTC now as ISO 8601 with milliseconds and a Z."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def new_run_id() -> str:
-    """12 hex digits: short enough to type at 3 a.m.; `runs show` accepts a unique prefix."""
-    return _random.token_hex(6)
-
-
-@dataclass
-class StepRecord:
-    """One step of a run as journalled."""
-
-    run_id: str
-    phase: str  # "main" or "on_failure"
-    index: int
-    id: str
-    uses: str
-    status: str = "pending"
-    attempts: int = 0
-    changed: bool | None = None
-    summary: str = ""
-    changes: list[dict[str, Any]] = field(default_factory=list)
-    resolved: dict[str, Any] = field(default_factory=dict)
-    outputs: dict[str, Any] = field(default_factory=dict)
-    evidence: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    started_at: str | None = None
-    ended_at: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """The step in the `--output json` contract (design.md section 4)."""
-        return {
-            "id": self.id,
-            "uses": self.uses,
-            "status": self.status,
-            "attempts": self.attempts,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "outputs": self.outputs,
-            "error": self.error,
-            "changed": self.changed,
-            "summary": self.summary,
-            "phase": self.phase,
-        }
-
-
-@dataclass
-class RunRecord:
-    """One run of a runbook as journalled."""
-
-    id: str
-    runbook: str
-    env: str
-    actor: str
-    status: str
-    started_at: str
-    params: dict[str, Any] = field(default_factory=dict)
-    service: str | None = None
-    ended_at: str | None = None
-    error: str | None = None
-    host: str = ""
-    pid: int = 0
-    lock_key: str | None = None
-    runbook_path: str = ""
-    runbook_digest: str = ""
-    runbook_text: str = ""
-    drill: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
-    steps: list[StepRecord] = field(default_factory=list)
-
-    def as_json(self, *, with_steps: bool = True) -> dict[str, Any]:
-        """The run in the `--output json` contract (design.md section 4)."""
-        doc: dict[str, Any] = {
-            "id": self.id,
-            "runbook": self.runbook,
-            "env": self.env,
-            "service": self.service,
-            "actor": self.actor,
-            "status": self.status,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "params": self.params,
-            "error": self.error,
-        }
-        if with_steps:
-            doc["steps"] = [s.as_json() for s in self.steps]
-        return doc
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    """One line of a run's history."""
-
-    seq: int
-    run_id: str
-    step_id: str | None
-    at: str
-    kind: str
-    status: str
-    message: str
-    data: dict[str, Any]
-
-
-class Journal(Protocol):
-    """What the engine and the shells need from a journal backend."""
-
-    def create_run(self, run: RunRecord) -> None: ...
-    def update_run(
-        self,
-        run: RunRecord,
-        *,
-        event: str,
-        message: str = "",
-        data: Mapping[str, Any] | None = None,
-    ) -> None: ...
-    def save_step(
-        self, step: StepRecord, *, message: str = "", data: Mapping[str, Any] | None = None
-    ) -> None: ...
-    def add_event(
-        self,
-        run_id: str,
-        *,
-        step_id: str | None = None,
-        kind: str,
-        status: str,
-        message: str,
-        data: Mapping[str, Any] | None = None,
-    ) -> None: ...
-    def get_run(self, run_id: str) -> RunRecord: ...
-    def list_runs(self, *, service: str | None = None, limit: int = 20) -> list[RunRecord]: ...
-    def events(self, run_id: str) -> list[EventRecord]: ...
-    def close(self) -> None: ...
-
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -240,11 +78,6 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
 """
 
-_RUN_COLUMNS = (
-    "id, runbook, env, service, actor, status, params, started_at, ended_at, error, host, pid, "
-    "lock_key, runbook_path, runbook_digest, drill, meta"
-)
-
 
 BUSY_SECONDS = 10.0
 """How long a journal connection waits for another process's write (or first setup)."""
@@ -297,6 +130,7 @@ class SqliteJournal:
     def __init__(self, path: Path, *, redactor: Redactor | None = None) -> None:
         self.path = path
         self.redactor = redactor or Redactor()
+        self._encoder = common.Encoder(self.redactor)
         self._conn = connect(path)
         self._lock = threading.Lock()
         with self._lock:
@@ -318,10 +152,10 @@ class SqliteJournal:
             cur.execute("COMMIT")
 
     def _dump(self, value: Any) -> str:
-        return json.dumps(self.redactor.data(value), default=str, separators=(",", ":"))
+        return self._encoder.dump(value)
 
     def _text(self, value: str | None) -> str | None:
-        return None if value is None else self.redactor.text(value)
+        return self._encoder.text(value)
 
     def _event(
         self,
@@ -340,7 +174,7 @@ class SqliteJournal:
             (
                 run_id,
                 step_id,
-                now_iso(),
+                common.now_iso(),
                 kind,
                 status,
                 self.redactor.text(message),
@@ -477,100 +311,25 @@ class SqliteJournal:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _run_from_row(self, row: tuple[Any, ...]) -> RunRecord:
-        (
-            rid,
-            runbook,
-            env,
-            service,
-            actor,
-            status,
-            params,
-            started_at,
-            ended_at,
-            error,
-            host,
-            pid,
-            lock_key,
-            path,
-            digest,
-            drill,
-            meta,
-        ) = row[:17]
-        return RunRecord(
-            id=rid,
-            runbook=runbook,
-            env=env,
-            service=service,
-            actor=actor,
-            status=status,
-            params=json.loads(params),
-            started_at=started_at,
-            ended_at=ended_at,
-            error=error,
-            host=host,
-            pid=pid,
-            lock_key=lock_key,
-            runbook_path=path,
-            runbook_digest=digest,
-            drill=bool(drill),
-            meta=json.loads(meta),
-            runbook_text=row[17] if len(row) > 17 else "",
-        )
-
     def get_run(self, run_id: str) -> RunRecord:
-        key = run_id.strip()
-        if not key or len(key) > 64 or not all(c.isalnum() or c in "-_" for c in key):
-            raise errors.RunNotFound(
-                f"{run_id[:64]!r} is not a run id", hint="list runs with `crystal-runbook runs`"
-            )
+        key = common.checked_run_id(run_id)
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT {_RUN_COLUMNS}, runbook_text FROM runs WHERE id >= ? AND id < ? LIMIT 2",
                 (key, key + "\U0010ffff"),
             ).fetchall()
-        if not rows:
-            raise errors.RunNotFound(
-                f"no run {key!r} in the journal", hint="list runs with `crystal-runbook runs`"
-            )
-        exact = [r for r in rows if r[0] == key]
-        if len(rows) > 1 and not exact:
-            raise errors.RunNotFound(
-                f"run id prefix {key!r} is ambiguous", hint="give more characters of the id"
-            )
-        run = self._run_from_row(exact[0] if exact else rows[0])
+        run = common.run_from_row(common.pick_by_prefix(key, rows))
         run.steps = self._steps(run.id)
         return run
 
     def _steps(self, run_id: str) -> list[StepRecord]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT phase, idx, id, uses, status, attempts, changed, summary, changes, "
-                "resolved, outputs, evidence, error, started_at, ended_at FROM steps "
+                f"SELECT {common.STEP_COLUMNS} FROM steps "
                 "WHERE run_id = ? ORDER BY phase = 'on_failure', idx",
                 (run_id,),
             ).fetchall()
-        return [
-            StepRecord(
-                run_id=run_id,
-                phase=r[0],
-                index=r[1],
-                id=r[2],
-                uses=r[3],
-                status=r[4],
-                attempts=r[5],
-                changed=None if r[6] is None else bool(r[6]),
-                summary=r[7],
-                changes=json.loads(r[8]),
-                resolved=json.loads(r[9]),
-                outputs=json.loads(r[10]),
-                evidence=json.loads(r[11]),
-                error=r[12],
-                started_at=r[13],
-                ended_at=r[14],
-            )
-            for r in rows
-        ]
+        return [common.step_from_row(run_id, r) for r in rows]
 
     def list_runs(self, *, service: str | None = None, limit: int = 20) -> list[RunRecord]:
         query = f"SELECT {_RUN_COLUMNS} FROM runs"
@@ -582,18 +341,15 @@ class SqliteJournal:
         args.append(max(1, min(limit, 100_000)))
         with self._lock:
             rows = self._conn.execute(query, args).fetchall()
-        return [self._run_from_row(r) for r in rows]
+        return [common.run_from_row(r) for r in rows]
 
     def events(self, run_id: str) -> list[EventRecord]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT seq, run_id, step_id, at, kind, status, message, data FROM events "
-                "WHERE run_id = ? ORDER BY seq",
+                f"SELECT {common.EVENT_COLUMNS} FROM events WHERE run_id = ? ORDER BY seq",
                 (run_id,),
             ).fetchall()
-        return [
-            EventRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7])) for r in rows
-        ]
+        return [common.event_from_row(r) for r in rows]
 
     def close(self) -> None:
         with self._lock:
@@ -603,16 +359,3 @@ class SqliteJournal:
 def open_journal(state_dir: Path, *, redactor: Redactor | None = None) -> SqliteJournal:
     """The journal of ``state_dir`` (created on first use)."""
     return SqliteJournal(state_dir / "journal.db", redactor=redactor)
-
-
-def process_alive(pid: int) -> bool:
-    """True if a process with ``pid`` exists on this host."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
