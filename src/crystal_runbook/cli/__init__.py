@@ -58,12 +58,19 @@ def root(
             help="Environment (default: $CRYSTAL_ENV, else default_environment of the inventory).",
         ),
     ] = None,
-    inventory: Annotated[Path, typer.Option("--inventory", help="Inventory directory.")] = Path(
-        "inventory"
-    ),
-    runbooks_dir: Annotated[Path, typer.Option("--runbooks", help="Runbooks directory.")] = Path(
-        "runbooks"
-    ),
+    inventory: Annotated[
+        Path | None,
+        typer.Option(
+            "--inventory",
+            help="Inventory directory (default: ./inventory, else the shipped one).",
+        ),
+    ] = None,
+    runbooks_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--runbooks", help="Runbooks directory (default: ./runbooks, else the shipped ones)."
+        ),
+    ] = None,
     output: Annotated[
         str, typer.Option("--output", "-o", help="Output format: text or json.")
     ] = "text",
@@ -82,8 +89,8 @@ def root(
         raise _common.fail(f"--output must be text or json, not {output!r}", code=2)
     ctx.obj = _common.GlobalOptions(
         env=env or os.environ.get("CRYSTAL_ENV") or None,
-        inventory=inventory,
-        runbooks=runbooks_dir,
+        inventory=inventory or _common.default_dir("inventory"),
+        runbooks=runbooks_dir or _common.default_dir("runbooks"),
         output=output,
         state_dir=state_dir or Path(os.environ.get("CRYSTAL_STATE_DIR") or ".crystal"),
         verbose=verbose,

@@ -33,6 +33,25 @@ class GlobalOptions:
         return self.output == "json"
 
 
+def default_dir(name: str) -> Path:
+    """`./<name>` when it exists, else the one shipped with crystal-runbook, else `./<name>`.
+
+    So `rollback`, `health` and friends work from any working directory with the shipped
+    runbooks and inventory (design.md section 6); an explicit --inventory/--runbooks wins.
+    """
+    here = Path(name)
+    if here.is_dir():
+        return here
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parents[1]  # src layout: <checkout>/src/crystal_runbook
+    roots = [checkout] if (checkout / "pyproject.toml").is_file() else []
+    roots.append(Path(sys.prefix) / "share" / "crystal-runbook")  # installed from a wheel
+    for root in roots:
+        if (root / name).is_dir():
+            return root / name
+    return here
+
+
 def options(ctx: typer.Context) -> GlobalOptions:
     """The global options parsed by the root callback (commands call this first)."""
     root = ctx.find_root()
@@ -40,8 +59,8 @@ def options(ctx: typer.Context) -> GlobalOptions:
     if not isinstance(obj, GlobalOptions):  # a command invoked without the root callback
         obj = GlobalOptions(
             env=os.environ.get("CRYSTAL_ENV") or None,
-            inventory=Path("inventory"),
-            runbooks=Path("runbooks"),
+            inventory=default_dir("inventory"),
+            runbooks=default_dir("runbooks"),
             output="text",
             state_dir=Path(os.environ.get("CRYSTAL_STATE_DIR") or ".crystal"),
             verbose=0,

@@ -9,15 +9,22 @@ environments are refused here, before any step runs, with the names that do exis
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from crystal_runbook import errors
 from crystal_runbook.engine import validation, yamlsource
 
 SERVICES_FILE = "services.yaml"
+PLACEHOLDERS = ("state_dir", "sandbox_url")
+"""Names a block's strings may use as ``{name}``; expanded by ``Inventory.target``."""
+
+Variables = Mapping[str, Callable[[], str]]
+"""Placeholder name -> a function giving its value (called only when a block uses it; it
+raises a ``CrystalError`` saying what is missing when the value cannot be known)."""
 
 
 class _Strict(BaseModel):
@@ -70,6 +77,7 @@ class Inventory(_Strict):
 
     default_environment: str | None = None
     services: dict[str, Service] = Field(default_factory=dict)
+    _variables: dict[str, Callable[[], str]] = PrivateAttr(default_factory=dict)
 
     def environments(self) -> list[str]:
         names: set[str] = set()
@@ -97,7 +105,43 @@ class Inventory(_Strict):
                 + _close(env, list(found.environments)),
                 hint=f"its environments: {', '.join(sorted(found.environments))}",
             )
-        return block
+        return expand(block, self._variables)
+
+    def with_variables(self, variables: Variables) -> Inventory:
+        """This inventory, expanding ``{name}`` placeholders with ``variables`` in ``target``."""
+        self._variables = dict(variables)
+        return self
+
+
+def expand(block: Target, variables: Variables) -> Target:
+    """``block`` with the ``{name}`` placeholders of ``variables`` replaced in every string.
+
+    Raises:
+        errors.CrystalError: a placeholder's value cannot be known (from its function).
+    """
+    cache: dict[str, str] = {}
+
+    def value(name: str) -> str:
+        if name not in cache:
+            cache[name] = variables[name]()
+        return cache[name]
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            for name in variables:
+                marker = "{" + name + "}"
+                if marker in item:
+                    item = item.replace(marker, value(name))
+            return item
+        if isinstance(item, dict):
+            return {k: walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        return item
+
+    data = block.model_dump(mode="json")
+    expanded = walk(data)
+    return block if expanded == data else Target.model_validate(expanded)
 
 
 def _close(name: str, known: list[str]) -> str:
@@ -105,16 +149,17 @@ def _close(name: str, known: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def load(directory: Path) -> Inventory:
+def load(directory: Path, *, variables: Variables | None = None) -> Inventory:
     """Read `services.yaml` from ``directory``; an absent file is an empty inventory.
 
+    Args:
+        variables: the values of ``{name}`` placeholders (see the module docstring).
     Raises:
         errors.RunbookInvalid: the file has problems (file:line:column).
     """
     path = directory / SERVICES_FILE
-    if not path.exists():
-        return Inventory()
-    return parse(yamlsource.read_file(path))
+    found = parse(yamlsource.read_file(path)) if path.exists() else Inventory()
+    return found.with_variables(variables or {})
 
 
 def parse(source: yamlsource.Source) -> Inventory:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import getpass
 import importlib
+import json
 import os
 import re
 import sys
@@ -120,7 +121,7 @@ class Workspace:
 
     @cached_property
     def inventory(self) -> inventory_mod.Inventory:
-        return inventory_mod.load(self.inventory_dir)
+        return inventory_mod.load(self.inventory_dir, variables=inventory_variables(self.state_dir))
 
     @cached_property
     def redactor(self) -> Redactor:
@@ -190,6 +191,43 @@ class Workspace:
         """
         env = self.resolve_env()
         return env, self.inventory.target(service, env).model_dump(mode="json")
+
+
+SANDBOX_ENDPOINT = Path("sandbox") / "endpoint.json"
+"""Where `sandbox up` (foreground or detached) writes its URL, under the state directory."""
+
+
+def inventory_variables(state_dir: Path) -> dict[str, Callable[[], str]]:
+    """The values of the inventory's ``{state_dir}`` and ``{sandbox_url}`` for ``state_dir``.
+
+    ``{sandbox_url}`` is read from ``<state>/sandbox/endpoint.json`` when a block uses it;
+    without a live sandbox for this state directory it is a ConfigurationError (exit 2,
+    nothing changed) that says how to start one.
+    """
+    root = Path(os.path.abspath(state_dir.expanduser()))
+
+    def sandbox_url() -> str:
+        path = root / SANDBOX_ENDPOINT
+        start = f"crystal-runbook --state-dir {root} sandbox up --detach"
+        try:
+            endpoint = json.loads(path.read_text(encoding="utf-8"))
+            url = str(endpoint["url"])
+            pid = int(endpoint.get("pid") or 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            raise errors.ConfigurationError(
+                f"no sandbox runs for the state directory {root} (no readable {path}); "
+                "the inventory's {sandbox_url} needs one",
+                hint=f"start it with `{start}` (add --port 0 if port 17443 is taken)",
+            ) from None
+        if pid and not journal_mod.process_alive(pid):
+            raise errors.ConfigurationError(
+                f"the sandbox of the state directory {root} is not running "
+                f"(pid {pid} in {path} is gone)",
+                hint=f"start it again with `{start}`",
+            )
+        return url.rstrip("/")
+
+    return {"state_dir": lambda: str(root), "sandbox_url": sandbox_url}
 
 
 def display(path: Path) -> str:
