@@ -30,6 +30,7 @@ from crystal_runbook.cli import (
     runbooks,
     runs,
     sandbox,
+    serve,
     watch,
 )
 
@@ -105,6 +106,7 @@ runs.register(app)
 outbox.register(app)
 incident.register(app)
 watch.register(app)
+serve.register(app)
 app.add_typer(sandbox.app, name="sandbox")
 
 

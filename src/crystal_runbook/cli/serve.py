@@ -1,0 +1,71 @@
+"""`serve`: the long-running process (the Slack app today), a thin shell over ``server``."""
+
+import sys
+from typing import Annotated
+
+import typer
+
+from crystal_runbook.cli import _common
+from crystal_runbook.cli.runbooks import workspace
+
+
+def serve_cmd(
+    ctx: typer.Context,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="HTTP port (0: a free one).")
+    ] = 3000,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "0.0.0.0",  # noqa: S104 - a server for Slack to reach
+    slack: Annotated[
+        bool, typer.Option("--slack", help="Serve the Slack app at POST /slack/events.")
+    ] = False,
+    socket_mode: Annotated[
+        bool,
+        typer.Option(
+            "--socket-mode", help="Slack app over Socket Mode (SLACK_APP_TOKEN), no public URL."
+        ),
+    ] = False,
+    grace: Annotated[
+        str, typer.Option("--grace", help="After SIGTERM, how long running jobs may finish.")
+    ] = "25s",
+) -> None:
+    """Run the Slack app (/crystal slash commands) and GET /healthz until SIGTERM.
+
+    Secrets come from the environment only: SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN and,
+    with --socket-mode, SLACK_APP_TOKEN (or each one's *_FILE). See docs/slack.md.
+
+    Example: crystal-runbook serve --slack --port 3000
+    """
+    opts = _common.options(ctx)
+    with _common.handle_errors():
+        from crystal_runbook import errors
+        from crystal_runbook.engine import durations
+        from crystal_runbook.server import app
+
+        if not (slack or socket_mode):
+            raise errors.InputError(
+                "nothing to serve", hint="add --slack (HTTP) or --socket-mode (Slack app)"
+            )
+        try:
+            grace_seconds = durations.parse_duration(grace)
+        except ValueError as exc:
+            raise errors.InputError(f"--grace: {exc}") from None
+        options = app.ServeOptions(
+            host=host, port=port, slack=slack, socket_mode=socket_mode, grace=grace_seconds
+        )
+        ws = workspace(opts)
+        ws.interactive, ws.confirm = False, None  # nobody answers at a terminal
+        try:
+            code = app.serve(
+                ws,
+                options,
+                verbose=opts.verbose,
+                announce=lambda line: print(line, file=sys.stderr, flush=True),
+            )
+        finally:
+            ws.close()
+        raise typer.Exit(code)
+
+
+def register(root: typer.Typer) -> None:
+    """Add `serve` to the root app."""
+    root.command("serve")(serve_cmd)
