@@ -20,6 +20,8 @@ Obj = dict[str, Any]
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+INT32_MAX = 2**31 - 1
+"""Largest replica count: `spec.replicas` is an int32 in the Kubernetes API."""
 
 
 # --- defaulting -----------------------------------------------------------------------
@@ -197,15 +199,9 @@ def _workload_causes(obj: Obj) -> list[tuple[str, str, str]]:
     if not isinstance(spec, dict):
         return [("FieldValueRequired", "spec", "Required value")]
     causes: list[tuple[str, str, str]] = []
-    replicas = spec.get("replicas", 1)
-    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        causes.append(
-            (
-                "FieldValueInvalid",
-                "spec.replicas",
-                f"Invalid value: {replicas!r}: must be greater than or equal to 0",
-            )
-        )
+    problem = replicas_problem(spec.get("replicas", 1))
+    if problem is not None:
+        causes.append(("FieldValueInvalid", "spec.replicas", problem))
     selector = spec.get("selector")
     template = spec.get("template")
     if not isinstance(selector, dict) or not (
@@ -241,6 +237,15 @@ def _workload_causes(obj: Obj) -> list[tuple[str, str, str]]:
             )
         )
     return causes
+
+
+def replicas_problem(replicas: Any) -> str | None:
+    """Why ``replicas`` is not a valid replica count (an int32 of at least 0), or None."""
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        return f"Invalid value: {replicas!r}: must be greater than or equal to 0"
+    if replicas > INT32_MAX:
+        return f"Invalid value: {replicas!r}: must be less than or equal to {INT32_MAX}"
+    return None
 
 
 def _service_causes(obj: Obj) -> list[tuple[str, str, str]]:

@@ -415,17 +415,12 @@ class Rest:
             if want_rv and want_rv != current.obj["metadata"]["resourceVersion"]:
                 raise apierrors.conflict(res, name)
             replicas = (new_scale.get("spec") or {}).get("replicas", 0)
-            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            problem = admission.replicas_problem(replicas)
+            if problem is not None:
                 raise apierrors.invalid(
                     resources.Resource("autoscaling", "v1", "scale", "scale", "Scale", True),
                     name,
-                    [
-                        (
-                            "FieldValueInvalid",
-                            "spec.replicas",
-                            f"Invalid value: {replicas!r}: must be greater than or equal to 0",
-                        )
-                    ],
+                    [("FieldValueInvalid", "spec.replicas", problem)],
                 )
             new = current.copy()
             new["spec"]["replicas"] = replicas
