@@ -7,8 +7,13 @@ does (form or JSON bodies, ``{"ok": false, "error": ...}``, 429 with Retry-After
 
 ``auth.test``, ``chat.postMessage`` (with message ``metadata``), ``chat.getPermalink``,
 ``conversations.info``, ``conversations.list``, ``conversations.history``,
-``conversations.replies``, ``files.getUploadURLExternal``, the upload URL it returns, and
-``files.completeUploadExternal``.
+``conversations.replies``, ``files.getUploadURLExternal``, the upload URL it returns,
+``files.completeUploadExternal``; for the Slack app (`serve --slack`) also ``chat.update``
+(each message keeps its history of updates), ``chat.postEphemeral``,
+``usergroups.users.list`` (``usergroups``), ``apps.connections.open`` (checked against the
+app-level token ``app_token``) with a Socket Mode WebSocket endpoint
+(``testing.slack_socket``, as ``socket``), and response URLs (``response_url(name)``: what
+the app answers there is recorded as method ``response_url``).
 
 It checks the bearer token (``not_authed`` / ``invalid_auth``), can be told to fail
 (``fail``: 429 with Retry-After, 500, any Slack error code, a dropped connection, a failure
@@ -40,6 +45,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 DEFAULT_TOKEN = "xoxb-0000000000-crystal-local-test-token"  # noqa: S105 - a fake for tests
+DEFAULT_APP_TOKEN = "xapp-1-A0CRYSTAL-crystal-local-app-token"  # noqa: S105 - a fake for tests
 DEFAULT_CHANNELS: Mapping[str, str] = {
     "C0CRYSTAL01": "maia-incidents",
     "C0CRYSTAL02": "maia-staging",
@@ -83,6 +89,8 @@ class Message:
     blocks: list[Any] | None = None
     metadata: dict[str, Any] | None = None
     files: list[str] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    """Every ``chat.update`` of this message, oldest first (``text``, ``blocks``)."""
 
     def as_json(self, *, metadata: bool) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -147,10 +155,20 @@ class SlackServer:
         self,
         *,
         token: str = DEFAULT_TOKEN,
+        app_token: str = DEFAULT_APP_TOKEN,
         channels: Mapping[str, str] | None = None,
         team: str = "crystal",
     ) -> None:
+        from crystal_runbook.testing.slack_socket import SocketModeEndpoint
+
         self.token = token
+        self.app_token = app_token
+        self.socket = SocketModeEndpoint()
+        self.usergroups: dict[str, list[str]] = {}
+        """User-group IDs to their members' user IDs (``usergroups.users.list``)."""
+        self.ephemerals: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []
+        """Bodies the app posted to response URLs, oldest first (with ``_name``)."""
         self.team = team
         self.channels: dict[str, str] = dict(DEFAULT_CHANNELS if channels is None else channels)
         """Channel ids to names (no ``#``)."""
@@ -172,6 +190,10 @@ class SlackServer:
             "conversations.replies": self._conversations_replies,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
+            "chat.update": self._update,
+            "chat.postEphemeral": self._post_ephemeral,
+            "usergroups.users.list": self._usergroup_users,
+            "apps.connections.open": self._connections_open,
         }
 
     # -- life --------------------------------------------------------------------------------
@@ -201,6 +223,7 @@ class SlackServer:
     def stop(self) -> None:
         """Stop serving and close the socket (idempotent)."""
         httpd, self._httpd = self._httpd, None
+        self.socket.close_all()
         if httpd is not None:
             httpd.shutdown()
             httpd.server_close()
@@ -233,6 +256,15 @@ class SlackServer:
     def url(self) -> str:
         """The Web API base URL, with the trailing slash slack_sdk needs."""
         return f"{self.base}/api/"
+
+    def response_url(self, name: str = "answer") -> str:
+        """A response URL on this server; what is posted there is recorded under ``name``."""
+        return f"{self.base}/respond/{name}"
+
+    def answers(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Bodies posted to response URLs (of ``name`` if given), oldest first."""
+        with self._lock:
+            return [r for r in self.responses if name is None or r["_name"] == name]
 
     def env(self, *, token: str | None = None) -> dict[str, str]:
         """``SLACK_BOT_TOKEN`` and ``SLACK_API_URL`` pointing at this server."""
@@ -305,6 +337,12 @@ class SlackServer:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in HIDDEN_HEADERS}
+        if split.path.startswith("/link/"):
+            self.socket.handle(handler, dict(parse_qsl(split.query)))
+            return
+        if split.path.startswith("/respond/"):
+            self._handle_response_url(handler, split.path, raw, headers)
+            return
         if split.path.startswith("/upload/"):
             self._handle_upload(handler, split.path, split.query, raw, headers)
             return
@@ -336,7 +374,8 @@ class SlackServer:
                 raise self._fault_error(fault)
             if not token:
                 raise SlackError("not_authed")
-            if not secrets.compare_digest(token, self.token):
+            expected = self.app_token if method == "apps.connections.open" else self.token
+            if not secrets.compare_digest(token, expected):
                 raise SlackError("invalid_auth")
             action = self._methods.get(method)
             if action is None:
@@ -365,6 +404,31 @@ class SlackServer:
             error=error,
         )
         self._answer(handler, status, payload, extra_headers)
+
+    def _handle_response_url(
+        self, handler: BaseHTTPRequestHandler, path: str, raw: bytes, headers: dict[str, str]
+    ) -> None:
+        name = path.removeprefix("/respond/")
+        fault = self._take_fault("response_url")
+        try:
+            body = json.loads(raw.decode("utf-8")) if raw else {}
+        except ValueError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+        status = 200 if fault is None else (fault.status if fault.status != 200 else 500)
+        if status == 200 and isinstance(body, dict):
+            with self._lock:
+                self.responses.append({**body, "_name": name})
+        self._record(
+            "response_url",
+            path=path,
+            headers=headers,
+            token="",
+            body=body if isinstance(body, dict) else {"_raw": body},
+            files={},
+            status=status,
+            error=None,
+        )
+        self._answer(handler, status, {"ok": status == 200}, {})
 
     def _handle_upload(
         self,
@@ -450,7 +514,8 @@ class SlackServer:
         status: int,
         error: str | None,
     ) -> None:
-        authorized = bool(token) and secrets.compare_digest(token, self.token)
+        expected = self.app_token if method == "apps.connections.open" else self.token
+        authorized = bool(token) and secrets.compare_digest(token, expected)
         request = Request(method, path, headers, authorized, body, files, status, error)
         with self._lock:
             self.requests.append(request)
@@ -613,6 +678,47 @@ class SlackServer:
             ]
         thread = [parent, *sorted(replies, key=lambda m: float(m.ts))]
         return {"messages": [m.as_json(metadata=metadata) for m in thread], "has_more": False}
+
+    def _update(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(body)
+        ts = str(body.get("ts") or "")
+        message = self._find(channel, ts)
+        if message is None:
+            raise SlackError("message_not_found")
+        text = str(body.get("text") or "")
+        blocks = self._json_field(body, "blocks")
+        if not text and not blocks:
+            raise SlackError("no_text")
+        with self._lock:
+            message.text = text
+            message.blocks = blocks if isinstance(blocks, list) else None
+            message.updates.append({"text": text, "blocks": message.blocks, "at": time.time()})
+        return {"channel": channel, "ts": ts, "text": text}
+
+    def _post_ephemeral(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(body)
+        user = str(body.get("user") or "")
+        if not user:
+            raise SlackError("user_not_in_channel")
+        text = str(body.get("text") or "")
+        blocks = self._json_field(body, "blocks")
+        if not text and not blocks:
+            raise SlackError("no_text")
+        ts = self._new_ts()
+        with self._lock:
+            self.ephemerals.append(
+                {"channel": channel, "user": user, "text": text, "blocks": blocks, "ts": ts}
+            )
+        return {"message_ts": ts}
+
+    def _usergroup_users(self, body: dict[str, Any]) -> dict[str, Any]:
+        group = str(body.get("usergroup") or "")
+        if group not in self.usergroups:
+            raise SlackError("no_such_subteam")
+        return {"users": list(self.usergroups[group])}
+
+    def _connections_open(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"url": f"ws://127.0.0.1:{self.port}/link/?ticket={self.socket.ticket()}"}
 
     def _get_upload_url(self, body: dict[str, Any]) -> dict[str, Any]:
         filename = str(body.get("filename") or "")
