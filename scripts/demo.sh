@@ -11,5 +11,8 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e .
+# bytecode for the package: an editable install compiles nothing ahead, and with
+# PYTHONDONTWRITEBYTECODE set Python never caches it: every start would compile it again
+.venv/bin/python -m compileall -q src >/dev/null
 
 exec .venv/bin/crystal-runbook demo "$@"

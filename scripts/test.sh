@@ -11,6 +11,9 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# bytecode for the package: an editable install compiles nothing ahead, and with
+# PYTHONDONTWRITEBYTECODE set Python never caches it: every start would compile it again
+.venv/bin/python -m compileall -q src >/dev/null
 
 # Debian packages the integration tests start on loopback (none are started as services).
 debs=(prometheus postgresql)

@@ -7,12 +7,17 @@ when the condition is clear (``expect: clear``) or holds (``expect: firing``) no
 without interruption for ``for``. Missing data never passes: "no data" is not "clear".
 
 Read-only (only ``check``): the executor polls it until it holds or the step times out.
-Between polls it keeps the scrape source's samples and trend windows for the same step, so a
-``rate()`` gets its two samples and a trend its window.
+Between polls it keeps each step's rule states (trend windows, ``for``). The scrape source's
+samples are kept per run and source, so the checks of one run share them: "errors ceased"
+waits for the two samples ``rate()`` needs, and "performance restored" after it reuses them
+instead of waiting for its own (one sample gap per rollback, not one per check). Samples
+taken before the run's latest change ended (``StepContext.settled_at``: the rollout
+completed) are dropped first, so every check judges only the world after the change.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -26,10 +31,12 @@ from crystal_runbook.engine.model import MAX_INPUT_LENGTH, Duration
 from crystal_runbook.engine.registry import Action, Args, Check, StepContext
 from crystal_runbook.triggers import evaluator as evaluator_mod
 from crystal_runbook.triggers import loader, model, scrape
-from crystal_runbook.triggers.sources import SourceKind, open_source
+from crystal_runbook.triggers.sources import SourceKind, SourceSpec, open_source
 
 MEMORY_STEPS = 32
-"""Steps whose samples and windows are remembered between polls (oldest forgotten first)."""
+"""Steps whose rule states are remembered between polls (oldest forgotten first)."""
+MEMORY_RINGS = 8
+"""Runs' scrape samples (per source) remembered between checks (oldest forgotten first)."""
 
 
 class MetricsCheckArgs(Args):
@@ -85,6 +92,8 @@ class MetricsCheck(Action):
         self.triggers_file: Path = self.triggers_path
         """Set by the service layer to the workspace's inventory (instances are per registry)."""
         self._memory: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self._rings: OrderedDict[tuple[str, tuple[str, ...], str], scrape.Ring] = OrderedDict()
+        self._rings_lock = threading.Lock()
 
     def check(self, args: Any, ctx: StepContext) -> Check:
         bound = self._bind(args, ctx)
@@ -92,12 +101,11 @@ class MetricsCheck(Action):
         ev = evaluator_mod.Evaluator(bound, states=memory.setdefault("states", {}))
         for kind in {b.source for b in bound.rules}:
             if kind == "scrape":
-                ring = memory.setdefault("ring", scrape.Ring())
                 ev.sources[kind] = scrape.ScrapeSource(
                     bound.specs[kind],
                     redactor=ev.redactor,
                     needs_history=ev.needs_history(kind),
-                    ring=ring,
+                    ring=self._ring(ctx, bound.specs[kind]),
                 )
             else:
                 ev.sources[kind] = open_source(bound.specs[kind], redactor=ev.redactor)
@@ -136,6 +144,23 @@ class MetricsCheck(Action):
             },
             evidence={"metrics": result.evidence()},
         )
+
+    def _ring(self, ctx: StepContext, spec: SourceSpec) -> scrape.Ring:
+        """The run's samples of this source, none older than the run's latest change.
+
+        A dry run (`plan`, `health`) gets a fresh ring: its run id is not unique.
+        """
+        if ctx.dry_run:
+            return scrape.Ring()
+        key = (ctx.run_id, spec.urls or (spec.url,), spec.job)
+        with self._rings_lock:
+            ring = self._rings.pop(key, None) or scrape.Ring()
+            self._rings[key] = ring
+            while len(self._rings) > MEMORY_RINGS:
+                self._rings.popitem(last=False)
+        if ctx.settled_at is not None:
+            ring.forget_before(ctx.settled_at)
+        return ring
 
     def _remember(self, ctx: StepContext) -> dict[str, Any]:
         key = (ctx.run_id, ctx.step_id)

@@ -92,6 +92,10 @@ class StepContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None
     """time.monotonic() by which the step must be done, if it has a timeout."""
+    settled_at: float | None = None
+    """Seconds since the epoch when the run's latest step that may change the world (one
+    with an ``apply``) ended, or None if none has. Checks that judge the world after a
+    change (``metrics.check``: errors ceased) use only observations made after it."""
 
 
 class Action:

@@ -316,7 +316,24 @@ class StepRunner:
             cancelled=state.cancelled,
             deadline=time.monotonic() + timeout if timeout else None,
             progress=lambda message: self.progress(state, rec, message),
+            settled_at=self._settled_at(state, rec),
         )
+
+    def _settled_at(self, state: RunState, current: journal_mod.StepRecord) -> float | None:
+        """When the run's latest step that may have changed something ended (epoch seconds).
+
+        Any step with an ``apply`` counts, changed or not (its verify may have waited on a
+        change); a `uses:` this registry does not know counts too.
+        """
+        ends = [
+            journal_mod.parse_iso(rec.ended_at).timestamp()
+            for rec in state.run.steps
+            if rec is not current
+            and rec.ended_at
+            and rec.status != "skipped"
+            and (rec.uses not in self.registry or not self.registry.get(rec.uses).read_only)
+        ]
+        return max(ends, default=None)
 
     def _evaluate(
         self, state: RunState, expression: str, names: Mapping[str, Any], loc: Loc

@@ -8,8 +8,10 @@ target's samples carry ``job`` (the service) and ``instance`` (host:port) labels
 failed scrape makes that target's series vanish (Prometheus' staleness) instead of leaving
 old numbers looking current.
 
-A fresh source has no past, and ``rate()`` needs two samples: when a query uses a range,
-the first refresh scrapes twice, ``MIN_GAP`` apart, so even `watch --once` gets a rate.
+A fresh source has no past, and ``rate()`` needs two samples: when a query uses a range
+and a target's samples span less than ``MIN_GAP``, the refresh waits out the rest of the gap
+and scrapes again, so even `watch --once` gets a rate. A ring may outlive one source: the
+checks of one run share it (``metrics.check``), so only the first of them waits.
 """
 
 from __future__ import annotations
@@ -76,6 +78,19 @@ class Ring:
     def count_ok(self, target: str) -> int:
         with self._lock:
             return sum(1 for s in self._scrapes.get(target, ()) if s.error is None)
+
+    def span_ok(self, target: str) -> float:
+        """Seconds between the oldest and the newest successful scrape of ``target``."""
+        with self._lock:
+            times = [s.at for s in self._scrapes.get(target, ()) if s.error is None]
+        return times[-1] - times[0] if len(times) > 1 else 0.0
+
+    def forget_before(self, at: float) -> None:
+        """Drop every scrape taken before ``at`` (seconds since the epoch)."""
+        with self._lock:
+            for ring in self._scrapes.values():
+                while ring and ring[0].at < at:
+                    ring.popleft()
 
     def latest(self, target: str) -> Scrape | None:
         with self._lock:
@@ -166,8 +181,11 @@ class ScrapeSource:
 
     def refresh(self, now: float) -> None:
         self._scrape_all()
-        if self.needs_history and any(self.ring.count_ok(t) < 2 for t in self.targets):
-            time.sleep(MIN_GAP)
+        if not self.needs_history:
+            return
+        short = max(MIN_GAP - self.ring.span_ok(t) for t in self.targets)
+        if short > 0:
+            time.sleep(short)
             self._scrape_all()
 
     def _scrape_all(self) -> None:

@@ -36,6 +36,8 @@ class SimService:
         self.db_max = 100.0
         self.status = 200
         self.hits = 0
+        self.hit_times: list[float] = []
+        """time.time() of each scrape, in order."""
 
     def _advance(self) -> None:
         now = time.time()
@@ -66,6 +68,7 @@ class SimService:
         with self.lock:
             self._advance()
             self.hits += 1
+            self.hit_times.append(time.time())
             lines = [
                 "# TYPE http_requests_total counter",
                 f"http_requests_total {self.requests:.3f}",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from crystal_runbook import errors, service
 from crystal_runbook.actions import sql as sql_action
-from crystal_runbook.triggers import sqlsource
+from crystal_runbook.engine import journal
+from crystal_runbook.triggers import scrape, sqlsource
 from tests.unit.triggers.metrics_server import MetricsServer
 from tests.unit.triggers.test_watch import make_workspace
 
@@ -38,6 +41,44 @@ steps:
 """
 
 
+ERRORS_THEN_LATENCY = """
+apiVersion: crystal-runbook/v1
+kind: Runbook
+name: verify
+params:
+  service: {type: string, required: true}
+steps:
+  - id: rollout
+    uses: fake.set
+    with: {key: release, value: good}
+  - id: errors-ceased
+    uses: metrics.check
+    with:
+      query: 'sum(rate(http_request_errors_total[1m])) / sum(rate(http_requests_total[1m]))'
+      op: ">"
+      threshold: 0.05
+    timeout: 10s
+  - id: performance-restored
+    uses: metrics.check
+    with:
+      query: 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket[1m])))'
+      op: ">"
+      threshold: 2
+    timeout: 10s
+"""
+
+
+def gaps(times: list[float]) -> list[float]:
+    """Seconds between successive scrapes."""
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def took(step: journal.StepRecord) -> float:
+    assert step.started_at is not None
+    assert step.ended_at is not None
+    return (journal.parse_iso(step.ended_at) - journal.parse_iso(step.started_at)).total_seconds()
+
+
 def workspace_with(root: Path, url: str, runbook: str) -> service.Workspace:
     ws = make_workspace(root, url)
     (root / "runbooks" / "verify.yaml").write_text(runbook.lstrip())
@@ -50,7 +91,15 @@ class TestMetricsCheck:
     def test_waits_for_recovery(self, tmp_path: Path, metrics: MetricsServer) -> None:
         """Coherence is low when the step starts; it passes once the service recovers."""
         metrics.service.set(coherence=0.3)
-        timer = threading.Timer(0.5, lambda: metrics.service.set(coherence=0.8))
+
+        def recover_once_seen() -> None:  # the first poll must see the bad value, however slow
+            deadline = time.monotonic() + 10
+            while not metrics.service.hits and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)
+            metrics.service.set(coherence=0.8)
+
+        timer = threading.Thread(target=recover_once_seen)
         timer.start()
         ws = workspace_with(tmp_path, metrics.url, VERIFY)
         try:
@@ -101,6 +150,66 @@ class TestMetricsCheck:
                 service.runs.run(ws, "verify", {"service": "maia"})
         finally:
             ws.close()
+
+
+class TestSharedSamples:
+    """The metrics checks of one run share their samples: one `rate()` gap per change, not one
+    per check, and never a sample from before the run's latest change."""
+
+    def test_two_checks_make_one_sample_gap(self, tmp_path: Path, metrics: MetricsServer) -> None:
+        """Errors ceased waits for the two samples rate() needs; performance restored reuses
+        them and takes no gap of its own."""
+        ws = workspace_with(tmp_path, metrics.url, ERRORS_THEN_LATENCY)
+        try:
+            result = service.runs.run(ws, "verify", {"service": "maia"})
+        finally:
+            ws.close()
+        assert result.run.status == "ok", result.run.error
+        _, errors_ceased, performance = result.run.steps
+        assert errors_ceased.outputs["state"] == "inactive"
+        assert performance.outputs["state"] == "inactive"
+        long_gaps = [g for g in gaps(metrics.service.hit_times) if g >= 0.9 * scrape.MIN_GAP]
+        assert len(long_gaps) == 1, gaps(metrics.service.hit_times)
+        assert took(errors_ceased) >= scrape.MIN_GAP
+        assert took(performance) < 0.9 * scrape.MIN_GAP
+
+    def test_a_change_between_checks_needs_a_new_gap(
+        self, tmp_path: Path, metrics: MetricsServer
+    ) -> None:
+        """Samples taken before a step that may change the world are dropped: the check after
+        it waits for two samples of its own."""
+        runbook = ERRORS_THEN_LATENCY.replace(
+            "  - id: performance-restored\n",
+            "  - id: second-change\n    uses: fake.set\n    with: {key: mode, value: legacy}\n"
+            "  - id: performance-restored\n",
+        )
+        ws = workspace_with(tmp_path, metrics.url, runbook)
+        try:
+            result = service.runs.run(ws, "verify", {"service": "maia"})
+        finally:
+            ws.close()
+        assert result.run.status == "ok", result.run.error
+        second_change = result.run.steps[2]
+        performance = result.run.steps[3]
+        assert second_change.ended_at is not None
+        changed_at = journal.parse_iso(second_change.ended_at).timestamp()
+        after = [t for t in metrics.service.hit_times if t >= changed_at]
+        assert len(after) >= 2
+        assert after[-1] - after[0] >= scrape.MIN_GAP
+        assert took(performance) >= scrape.MIN_GAP
+
+    def test_ring_forgets_samples_before_a_time(self) -> None:
+        """`forget_before` drops older scrapes; `span_ok` measures what is left."""
+        ring = scrape.Ring()
+        for at in (10.0, 11.0, 12.5):
+            ring.add("t", scrape.Scrape(at=at, samples={(("__name__", "x"),): 1.0}))
+        ring.add("t", scrape.Scrape(at=13.0, error="down"))
+        assert ring.span_ok("t") == 2.5
+        ring.forget_before(11.0)
+        assert ring.count_ok("t") == 2
+        assert ring.span_ok("t") == 1.5
+        ring.forget_before(12.6)
+        assert ring.span_ok("t") == 0.0
 
 
 class TestSqlReadOnly:
