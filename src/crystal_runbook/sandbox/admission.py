@@ -3,9 +3,9 @@
 Defaults matter beyond looks: kubectl's ``rollout undo`` compares a ReplicaSet's template
 with the Deployment's, and the controller finds a Deployment's current ReplicaSet by
 template, so the same template must always default to the same result (defaulting here is
-idempotent). Validation covers what a wrong client or runbook would trip on: names,
-selectors that do not match template labels, containers without a name or image,
-immutable selectors. Failures raise ``ApiError`` 422 with ``details.causes``.
+idempotent). Validation covers what a wrong client or runbook would trip on: names, then each kind's
+rules (``validation_apps`` for workloads, ``admission_kinds`` for the rest), worded as
+upstream words them. Failures raise ``ApiError`` 422 with ``details.causes``.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import ipaddress
 import re
 from typing import Any
 
-from crystal_runbook.sandbox import apierrors, resources, selectors
+from crystal_runbook.sandbox import admission_kinds, apierrors, fielderr, resources, validation_apps
 
 Obj = dict[str, Any]
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-INT32_MAX = 2**31 - 1
-"""Largest replica count: `spec.replicas` is an int32 in the Kubernetes API."""
+INT32_MAX = validation_apps.INT32_MAX
+replicas_problem = validation_apps.replicas_problem
 
 
 # --- defaulting -----------------------------------------------------------------------
@@ -82,9 +82,25 @@ def _default_template(template: Obj | None) -> None:
         default_pod_spec(template["spec"])
 
 
-def default(res: resources.Resource, obj: Obj, *, cluster_ip: str | None = None) -> None:
-    """Apply the API server's defaults for ``res`` to ``obj``, in place."""
+def default(
+    res: resources.Resource, obj: Obj, *, cluster_ip: str | None = None, creating: bool = False
+) -> None:
+    """Apply the API server's defaults for ``res`` to ``obj``, in place.
+
+    ``creating`` marks a create (the job strategy generates its selector only then).
+    """
     spec = obj.get("spec")
+    if res is resources.SECRETS:
+        admission_kinds.default_secret(obj)
+    elif res is resources.JOBS:
+        admission_kinds.default_job(obj, creating=creating)
+        if isinstance(spec, dict):
+            _default_template(spec.get("template"))
+    elif res is resources.CRONJOBS:
+        admission_kinds.default_cronjob(obj)
+        job_spec = ((spec or {}).get("jobTemplate") or {}).get("spec")
+        if isinstance(job_spec, dict):
+            _default_template(job_spec.get("template"))
     if res is resources.DEPLOYMENTS and isinstance(spec, dict):
         spec.setdefault("replicas", 1)
         spec.setdefault("revisionHistoryLimit", 10)
@@ -157,95 +173,13 @@ def _name_causes(res: resources.Resource, name: str) -> list[tuple[str, str, str
             (
                 "FieldValueInvalid",
                 "metadata.name",
-                f"Invalid value: {name!r}: a lowercase RFC 1123 "
+                f"Invalid value: {fielderr.go_value(name)}: a lowercase RFC 1123 "
                 f"{'label' if limit == 63 else 'subdomain'} must consist of lower case "
                 "alphanumeric characters, '-' or '.', and must start and end with an "
                 "alphanumeric character",
             )
         ]
     return []
-
-
-def _pod_spec_causes(spec: Any, prefix: str) -> list[tuple[str, str, str]]:
-    if not isinstance(spec, dict):
-        return [("FieldValueRequired", prefix, "Required value")]
-    containers = spec.get("containers")
-    if not isinstance(containers, list) or not containers:
-        return [("FieldValueRequired", f"{prefix}.containers", "Required value")]
-    causes: list[tuple[str, str, str]] = []
-    seen: set[str] = set()
-    for i, container in enumerate(containers):
-        where = f"{prefix}.containers[{i}]"
-        if not isinstance(container, dict):
-            causes.append(("FieldValueInvalid", where, "Invalid value: must be an object"))
-            continue
-        name = container.get("name")
-        if not name:
-            causes.append(("FieldValueRequired", f"{where}.name", "Required value"))
-        elif name in seen:
-            causes.append(("FieldValueDuplicate", f"{where}.name", f"Duplicate value: {name!r}"))
-        else:
-            seen.add(str(name))
-        if not container.get("image"):
-            causes.append(("FieldValueRequired", f"{where}.image", "Required value"))
-        for j, env in enumerate(container.get("env") or []):
-            if not isinstance(env, dict) or not env.get("name"):
-                causes.append(("FieldValueRequired", f"{where}.env[{j}].name", "Required value"))
-    return causes
-
-
-def _workload_causes(obj: Obj) -> list[tuple[str, str, str]]:
-    spec = obj.get("spec")
-    if not isinstance(spec, dict):
-        return [("FieldValueRequired", "spec", "Required value")]
-    causes: list[tuple[str, str, str]] = []
-    problem = replicas_problem(spec.get("replicas", 1))
-    if problem is not None:
-        causes.append(("FieldValueInvalid", "spec.replicas", problem))
-    selector = spec.get("selector")
-    template = spec.get("template")
-    if not isinstance(selector, dict) or not (
-        selector.get("matchLabels") or selector.get("matchExpressions")
-    ):
-        causes.append(("FieldValueRequired", "spec.selector", "Required value"))
-    elif isinstance(template, dict):
-        labels = (template.get("metadata") or {}).get("labels") or {}
-        try:
-            matches = selectors.from_structured(selector).matches(labels)
-        except selectors.SelectorError as exc:
-            causes.append(("FieldValueInvalid", "spec.selector", f"Invalid value: {exc}"))
-        else:
-            if not matches:
-                causes.append(
-                    (
-                        "FieldValueInvalid",
-                        "spec.template.metadata.labels",
-                        f"Invalid value: {labels!r}: `selector` does not match template `labels`",
-                    )
-                )
-    if not isinstance(template, dict):
-        causes.append(("FieldValueRequired", "spec.template", "Required value"))
-    else:
-        causes += _pod_spec_causes(template.get("spec"), "spec.template.spec")
-    strategy = spec.get("strategy") or {}
-    if strategy.get("type") not in (None, "RollingUpdate", "Recreate"):
-        causes.append(
-            (
-                "FieldValueNotSupported",
-                "spec.strategy.type",
-                f"Unsupported value: {strategy.get('type')!r}",
-            )
-        )
-    return causes
-
-
-def replicas_problem(replicas: Any) -> str | None:
-    """Why ``replicas`` is not a valid replica count (an int32 of at least 0), or None."""
-    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-        return f"Invalid value: {replicas!r}: must be greater than or equal to 0"
-    if replicas > INT32_MAX:
-        return f"Invalid value: {replicas!r}: must be less than or equal to {INT32_MAX}"
-    return None
 
 
 def _service_causes(obj: Obj) -> list[tuple[str, str, str]]:
@@ -284,23 +218,17 @@ def validate(res: resources.Resource, obj: Obj, old: Obj | None = None) -> None:
                 "Invalid value: annotation values must be strings",
             )
         )
-    if res in (resources.DEPLOYMENTS, resources.REPLICASETS):
-        causes += _workload_causes(obj)
-        if old is not None and (old.get("spec") or {}).get("selector") != (
-            obj.get("spec") or {}
-        ).get("selector"):
-            causes.append(
-                ("FieldValueInvalid", "spec.selector", "Invalid value: field is immutable")
-            )
+    if res is resources.DEPLOYMENTS:
+        causes += validation_apps.deployment_spec(obj.get("spec"))
+        causes += validation_apps.selector_immutable(obj, old)
+    elif res is resources.REPLICASETS:
+        causes += validation_apps.replicaset_spec(obj.get("spec"))
+        causes += validation_apps.selector_immutable(obj, old)
     elif res is resources.PODS:
-        causes += _pod_spec_causes(obj.get("spec"), "spec")
+        causes += validation_apps.pod_spec(obj.get("spec"), "spec")
     elif res is resources.SERVICES:
         causes += _service_causes(obj)
-    elif res is resources.CONFIGMAPS:
-        data = obj.get("data") or {}
-        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-            causes.append(
-                ("FieldValueInvalid", "data", "Invalid value: data values must be strings")
-            )
+    elif res in admission_kinds.VALIDATORS:
+        causes += admission_kinds.VALIDATORS[res](obj, old)
     if causes:
         raise apierrors.invalid(res, name, causes)

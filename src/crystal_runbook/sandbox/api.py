@@ -18,6 +18,7 @@ from typing import Any
 from crystal_runbook.sandbox import (
     apierrors,
     logs,
+    podmetrics,
     proxy,
     resources,
     rest,
@@ -114,6 +115,7 @@ class Api:
         self.rest = rest.Rest(st)
         self.kubelet = kubelet
         self.proxy = proxy.ServiceProxy(st, kubelet)
+        self.metrics = podmetrics.PodMetrics(st, kubelet)
         self._server_address = server_address
         self._admin = admin
 
@@ -183,10 +185,20 @@ class Api:
             raise apierrors.path_not_found(path)
         return Target(res, namespace, name, sub, sub_path)
 
+    def _computed(self, req: Request, t: Target) -> Response:
+        """metrics.k8s.io: read-only, computed on each GET."""
+        if req.method != "GET" or t.sub is not None or req.query.get("watch") in ("true", "1"):
+            raise apierrors.method_not_allowed()
+        if t.name is None:
+            return json_response(200, self.metrics.list(t.res, t.namespace, req.query))
+        return json_response(200, self.metrics.get(t.res, t.namespace or "", t.name))
+
     def _resource(self, req: Request, t: Target) -> Response:
         method = req.method
         dry_run = req.query.get("dryRun") == "All"
         res, ns = t.res, t.namespace
+        if res in resources.COMPUTED:
+            return self._computed(req, t)
         if t.name is None:
             if method == "GET":
                 if req.query.get("watch") in ("true", "1"):

@@ -85,7 +85,9 @@ def conflict(res: resources.Resource, name: str, why: str | None = None) -> ApiE
 
 def invalid(res: resources.Resource, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
     """422 Invalid; each cause is (reason, field, message) as in ``details.causes``."""
-    text = "; ".join(f"{field}: {message}" for _, field, message in causes)
+    # field.ErrorList.ToAggregate(): one error alone, several in brackets
+    parts = [f"{field}: {message}" if field else message for _, field, message in causes]
+    text = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
     details: dict[str, Any] = {
         "name": name,
         "kind": res.kind,

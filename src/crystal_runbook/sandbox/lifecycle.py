@@ -114,6 +114,7 @@ class Sandbox:
             raise
         self.host = host
         try:
+            self.controllers.kubelet.register_node()
             if seed_objects:
                 seed.seed(self.store, self.controllers.kubelet)
             self.controllers.start()
@@ -182,7 +183,9 @@ class Sandbox:
     def status(self) -> dict[str, Any]:
         """What ``GET /_sandbox/status`` answers."""
         counts = {
-            res.plural: len(self.store.objects(res)[0]) for res in self.store.registry.resources
+            res.plural: len(self.store.objects(res)[0])
+            for res in self.store.registry.resources
+            if res not in resources.COMPUTED
         }
         return {
             "url": self.url,

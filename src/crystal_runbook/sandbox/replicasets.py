@@ -39,9 +39,7 @@ def owner_ref(owner: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def claim(
-    st: store.Store, owner: store.Stored, resource: resources.Resource
-) -> list[store.Stored]:
+def claim(st: store.Store, owner: store.Stored, resource: resources.Resource) -> list[store.Stored]:
     """Objects of ``resource`` that ``owner`` controls, adopting orphans its selector matches
     (Kubernetes' controller "claim": a controller reference wins over labels)."""
     items, _ = st.objects(resource, owner.namespace)

@@ -166,17 +166,98 @@ HPAS = Resource(
     generation=True,
 )
 
+NODES = Resource(
+    "",
+    "v1",
+    "nodes",
+    "node",
+    "Node",
+    namespaced=False,
+    short_names=("no",),
+    subresources=(_STATUS,),
+    status_subresource=True,
+)
+SECRETS = Resource("", "v1", "secrets", "secret", "Secret", namespaced=True)
+SERVICEACCOUNTS = Resource(
+    "",
+    "v1",
+    "serviceaccounts",
+    "serviceaccount",
+    "ServiceAccount",
+    namespaced=True,
+    short_names=("sa",),
+)
+RBAC = "rbac.authorization.k8s.io"
+ROLES = Resource(RBAC, "v1", "roles", "role", "Role", namespaced=True)
+ROLEBINDINGS = Resource(RBAC, "v1", "rolebindings", "rolebinding", "RoleBinding", namespaced=True)
+JOBS = Resource(
+    "batch",
+    "v1",
+    "jobs",
+    "job",
+    "Job",
+    namespaced=True,
+    categories=("all",),
+    subresources=(_STATUS,),
+    status_subresource=True,
+    generation=True,
+)
+CRONJOBS = Resource(
+    "batch",
+    "v1",
+    "cronjobs",
+    "cronjob",
+    "CronJob",
+    namespaced=True,
+    short_names=("cj",),
+    categories=("all",),
+    subresources=(_STATUS,),
+    status_subresource=True,
+    generation=True,
+)
+PDBS = Resource(
+    "policy",
+    "v1",
+    "poddisruptionbudgets",
+    "poddisruptionbudget",
+    "PodDisruptionBudget",
+    namespaced=True,
+    short_names=("pdb",),
+    subresources=(_STATUS,),
+    status_subresource=True,
+    generation=True,
+)
+# metrics.k8s.io is computed from the running pods, never stored (see ``podmetrics``)
+READ_ONLY = ("get", "list")
+POD_METRICS = Resource(
+    "metrics.k8s.io", "v1beta1", "pods", "", "PodMetrics", namespaced=True, verbs=READ_ONLY
+)
+NODE_METRICS = Resource(
+    "metrics.k8s.io", "v1beta1", "nodes", "", "NodeMetrics", namespaced=False, verbs=READ_ONLY
+)
+
 ALL: tuple[Resource, ...] = (
     NAMESPACES,
+    NODES,
     PODS,
     EVENTS,
     CONFIGMAPS,
+    SECRETS,
+    SERVICEACCOUNTS,
     SERVICES,
     DEPLOYMENTS,
     REPLICASETS,
+    JOBS,
+    CRONJOBS,
     LEASES,
     HPAS,
+    PDBS,
+    ROLES,
+    ROLEBINDINGS,
+    POD_METRICS,
+    NODE_METRICS,
 )
+COMPUTED = frozenset({POD_METRICS, NODE_METRICS})
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any
 from crystal_runbook.sandbox import (
     admission,
     apierrors,
+    fieldlabels,
     hashing,
     patch,
     resources,
@@ -115,7 +116,7 @@ class Rest:
         self, res: resources.Resource, ns: str | None, query: dict[str, str]
     ) -> tuple[list[store.Stored], int, str]:
         """Matching objects, the list resourceVersion and the ``continue`` token."""
-        labels, fields = _selectors(query)
+        labels, fields = _selectors(res, query)
         items, rv = self.store.objects(res, ns or None)
         start_after: tuple[str, str] | None = None
         token = query.get("continue")
@@ -183,7 +184,7 @@ class Rest:
             if status is not None:
                 obj["status"] = status
             cluster_ip = self._cluster_ip() if res is resources.SERVICES else None
-            admission.default(res, obj, cluster_ip=cluster_ip)
+            admission.default(res, obj, cluster_ip=cluster_ip, creating=True)
             admission.validate(res, obj)
             if self.store.get(res, ns if res.namespaced else "", meta["name"]) is not None:
                 raise apierrors.already_exists(res, meta["name"])
@@ -442,7 +443,7 @@ class Rest:
         Validates the request now (errors become HTTP errors) and returns the iterator that
         streams; it ends on ``timeoutSeconds``, on server stop or when the client goes away.
         """
-        labels, fields = _selectors(query)
+        labels, fields = _selectors(res, query)
         timeout = float(query.get("timeoutSeconds") or DEFAULT_WATCH_SECONDS)
         bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
         send_initial = query.get("sendInitialEvents") in ("true", "1")
@@ -514,11 +515,16 @@ def _check_kind(res: resources.Resource, obj: Obj) -> None:
         )
 
 
-def _selectors(query: dict[str, str]) -> tuple[selectors.LabelSelector, selectors.FieldSelector]:
+def _selectors(
+    res: resources.Resource, query: dict[str, str]
+) -> tuple[selectors.LabelSelector, selectors.FieldSelector]:
     try:
-        return (
-            selectors.parse_labels(query.get("labelSelector")),
-            selectors.parse_fields(query.get("fieldSelector")),
-        )
+        labels = selectors.parse_labels(query.get("labelSelector"))
+        fields = selectors.parse_fields(query.get("fieldSelector"))
     except selectors.SelectorError as exc:
         raise apierrors.bad_request(f"unable to parse requirement: {exc}") from exc
+    try:
+        # handlers.ListResource: a label the kind does not support is a 400 BadRequest
+        return labels, fieldlabels.bind(res, fields)
+    except fieldlabels.UnsupportedLabel as exc:
+        raise apierrors.bad_request(str(exc)) from exc

@@ -10,7 +10,7 @@ same requirements. The grammar follows Kubernetes' ``labels.Parse``: ``=``, ``==
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,14 +163,20 @@ def from_structured(selector: Mapping[str, Any] | None) -> LabelSelector:
 
 @dataclass(frozen=True)
 class FieldRequirement:
-    """``path=value`` or ``path!=value`` over a dotted field path of the object."""
+    """``path=value`` or ``path!=value`` over a field label of the object.
+
+    ``getter`` is the kind's value of the label (``fieldlabels.bind`` sets it); without one
+    the label is read as a dotted path.
+    """
 
     path: str
     value: str
     negate: bool
+    getter: Callable[[Mapping[str, Any]], str] | None = None
 
     def matches(self, obj: Mapping[str, Any]) -> bool:
-        equal = field_value(obj, self.path) == self.value
+        have = self.getter(obj) if self.getter is not None else field_value(obj, self.path)
+        equal = have == self.value
         return not equal if self.negate else equal
 
 

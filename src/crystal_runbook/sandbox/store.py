@@ -184,7 +184,7 @@ class Store:
         """
         with self.lock:
             meta = obj.setdefault("metadata", {})
-            meta["uid"] = str(uuid.uuid4())
+            meta.setdefault("uid", str(uuid.uuid4()))  # admission may have chosen it
             meta.setdefault("creationTimestamp", rfc3339())
             if res.generation:
                 meta["generation"] = 1

@@ -12,36 +12,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from crystal_runbook.sandbox import resources, selectors, store
+from crystal_runbook.sandbox import printers, resources, selectors, store
+from crystal_runbook.sandbox.tablefmt import Column, age, human_age
+
+__all__ = ["human_age", "pod_phase_text", "table"]
 
 Obj = dict[str, Any]
-Column = tuple[str, str, int]  # name, type, priority (1 = only with -o wide)
-
-
-def human_age(seconds: float) -> str:
-    """Kubernetes' ``duration.HumanDuration``: 45s, 3m20s, 12m, 5h3m, 3d4h, 20d."""
-    s = int(max(0, seconds))
-    if s < 120:
-        return f"{s}s"
-    minutes = s // 60
-    if minutes < 10:
-        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = minutes // 60
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    days = hours // 24
-    if days < 8:
-        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
-    return f"{days}d"
-
-
-def _age(obj: Obj, now: float) -> str:
-    created = store.parse_time(obj["metadata"].get("creationTimestamp"))
-    return "<unknown>" if created is None else human_age(now - created)
+_age = age
 
 
 def _containers(obj: Obj) -> list[Obj]:
@@ -289,6 +266,7 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, float], list[Any]]]] = {
         _hpa,
     ),
 }
+_PRINTERS.update(printers.PRINTERS)
 _DEFAULT: tuple[list[Column], Callable[[Obj, float], list[Any]]] = (
     [("Name", "string", 0), ("Age", "string", 0)],
     _default,

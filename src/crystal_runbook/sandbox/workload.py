@@ -38,6 +38,7 @@ COHERENCE_GOOD, COHERENCE_BAD = 0.8, 0.3
 DB_GOOD, DB_BAD, DB_MAX = 20, 98, 100
 MEMORY_BASE = 180 * 1024 * 1024
 MEMORY_GROWTH = 4 * 1024 * 1024  # bytes per second for a bad image
+CPU_GOOD, CPU_BAD = 0.05, 0.4  # cores in use
 LOG_KEEP = 1000  # lines a container keeps (older ones are "rotated away")
 
 _PATHS = (
@@ -176,6 +177,10 @@ class Container:
             memory_bytes=memory,
             db_in_use=round(DB_GOOD + r * (DB_BAD - DB_GOOD)),
         )
+
+    def cpu_cores(self, now: float) -> float:
+        """CPU in use (cores): about 0.05 for a good image, rising to 0.4 as a bad one burns."""
+        return CPU_GOOD + self.burn(now) * (CPU_BAD - CPU_GOOD)
 
     def health(self, now: float) -> tuple[int, dict[str, object]]:
         """The answer to ``GET /health``: 200 while error rate is under 5 %, else 503."""
