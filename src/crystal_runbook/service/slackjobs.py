@@ -355,8 +355,11 @@ class SlackApprover:
 
 
 def run(app: SlackCommands, pending: approvals_mod.Pending, note: str) -> None:
-    """Run the confirmed mutation, then say how it ended in the confirm message's thread."""
-    _update(app, pending, confirm_message(pending, note=note))
+    """Run the confirmed mutation, then say how it ended in the confirm message's thread.
+
+    The message's "Starting…" update is its own job: a Slack outage must not delay the run.
+    """
+    app.submit("update confirm", lambda: _update(app, pending, confirm_message(pending, note=note)))
     assert pending.where is not None  # noqa: S101 - only posted confirmations are pressed
     channel, ts = pending.where
     data = pending.data
