@@ -1,9 +1,9 @@
 """Start-up: `crystal-runbook --help` beside `kubectl --help` (target: 120 ms here), and
 `health maia --env sandbox` beside `kubectl get deploy` (target: 1.0 s).
 
-`health` runs on a sandbox (the shipped `sandbox` environment of inventory/services.yaml,
-moved to the sandbox's port): the health URL, the Deployment's rollout and the five trigger
-rules, whose `rate()` needs two scrapes a second apart.
+`health` runs on a sandbox (the shipped `sandbox` environment of inventory/services.yaml):
+the health URL, the Deployment's rollout and the five trigger rules, whose `rate()` needs two
+scrapes a second apart.
 
 Run: .venv/bin/python bench/cli_help.py [--repo DIR]   (another checkout with its own .venv)
 """

@@ -5,7 +5,7 @@ Each round starts a fresh sandbox (maia at revision 2 of 2, 3 replicas, pods Rea
 that the load of a shared machine falls on both sides alike:
 
 - ours:    `crystal-runbook rollback maia --yes` on the shipped `sandbox` environment of
-           inventory/services.yaml (its URLs moved to this sandbox's port) with the shipped
+           inventory/services.yaml (it finds this sandbox through the state dir) with the shipped
            runbooks and triggers: announce, one patch (undo + legacy mode), rollout complete,
            health, errors ceased and performance restored (metrics on), users notified,
            incident document with its chart;
@@ -44,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from crystal_runbook import sandbox
+from crystal_runbook.sandbox import daemon
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOYMENT_PATH = "/apis/apps/v1/namespaces/crystal/deployments/maia"
@@ -82,11 +83,20 @@ def spawn(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float
 
 
 def shipped_inventory(repo: Path, root: Path, sb: Any) -> None:
-    """The repo's inventory, its `sandbox` environment pointed at this sandbox's port."""
+    """The repo's inventory as shipped, for a sandbox served here with state dir root/.crystal.
+
+    The shipped `sandbox` environment finds the sandbox through {sandbox_url} (the state
+    dir's sandbox/endpoint.json, written here); an older checkout's inventory names port
+    17443, which is moved to this sandbox's port.
+    """
     (root / "inventory").mkdir()
-    for name in ("triggers.yaml",):
-        shutil.copy(repo / "inventory" / name, root / "inventory" / name)
-    data = yaml.safe_load((repo / "inventory/services.yaml").read_text())
+    shutil.copy(repo / "inventory/triggers.yaml", root / "inventory/triggers.yaml")
+    text = (repo / "inventory/services.yaml").read_text()
+    if "{sandbox_url}" in text:
+        daemon.write_files(root / ".crystal", sb)
+        (root / "inventory/services.yaml").write_text(text)
+        return
+    data = yaml.safe_load(text)
     env = data["services"]["maia"]["environments"]["sandbox"]
     here = urlsplit(sb.url)
 

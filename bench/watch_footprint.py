@@ -2,8 +2,8 @@
 
 A long-running watcher must not creep: it should cost about the same CPU at minute 10 as at
 minute 1, and its memory should level off (the scrape ring and rule windows are bounded).
-This starts a sandbox (the shipped `sandbox` environment of inventory/services.yaml, moved
-to the sandbox's port), runs `watch maia --interval 1s --notify-only` on it, and every
+This starts a sandbox (the shipped `sandbox` environment of inventory/services.yaml), runs
+`watch maia --interval 1s --notify-only` on it, and every
 ``--every`` seconds reads the watcher's CPU time and RSS from /proc. The peer figure is
 `kubectl get deploy --watch` (a process that only waits on a watch) over the same minutes.
 
