@@ -10,7 +10,7 @@ post-launch review fields. One module per job:
 - ``verification``: the checklist's "Rollback Verification" items;
 - ``review``: durations, the post-launch review fields and the user-impact estimate;
 - ``build``: journal records -> ``model.Document`` (title, status, timeline, changes, ...);
-- ``chart``: the PNG of the trigger metric (matplotlib, imported only there);
+- ``chart``: the PNG of the trigger metric, drawn by ``plot`` (Pillow, imported only there);
 - ``markdown``: Markdown from a Jinja2 template; ``files``: names, writing, idempotency;
 - ``generate``: the one entry point used by `incident.write` and `incident show`.
 """
