@@ -219,7 +219,7 @@ def test_confirm_environment_refuses_without_yes(cli: Cli) -> None:
     assert refused.returncode == 4
     assert "'production' needs confirmation" in refused.stderr
     planned = cli("run", "slow", "--dry-run", "--env", "production")
-    assert planned.returncode == 0
+    assert planned.returncode == 4  # every check fine; only the confirmation is missing
     assert "would set first to 1" in planned.stdout
     assert not (cli.state / "fake-applies.log").exists()
     assert cli("run", "slow", "--env", "production", "--yes").returncode == 0

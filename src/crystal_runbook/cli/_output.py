@@ -64,6 +64,14 @@ def show_result(opts: GlobalOptions, result: RunResult) -> None:
             else "nothing needed changing"
         )
         print(f"run {run.id} ok in {took}: {what}")
+    elif run.status == "refused":
+        step = next((s for s in run.steps if s.status == "refused"), None)
+        where = f"step {step.id} ({step.uses}) refused: " if step else ""
+        reason = result.error.message if result.error is not None else run.error
+        print(f"run {run.id} refused before any change (nothing was announced or changed)")
+        print(f"  {where}{reason}")
+        if result.error is not None and result.error.hint:
+            print(f"  hint: {result.error.hint}")
     elif run.status == "interrupted":
         print(
             f"run {run.id} interrupted after {took}; continue with: crystal-runbook resume {run.id}"
@@ -93,6 +101,7 @@ def show_plan(opts: GlobalOptions, request: Request, planned: list[PlannedStep])
                 "service": request.service,
                 "params": request.redacted_params,
                 "confirm": request.env in runbook.confirm,
+                "refused": next((p.id for p in planned if p.status == "refused"), None),
                 "steps": [p.as_json() for p in planned],
             }
         )
@@ -100,7 +109,15 @@ def show_plan(opts: GlobalOptions, request: Request, planned: list[PlannedStep])
     where = f" for {request.service}" if request.service else ""
     print(f"plan: {runbook.name}{where} in {request.env} ({len(planned)} steps)")
     width = max((len(p.id) for p in planned), default=4)
-    marks = {"change": "~", "ok": "=", "check": "?", "skip": "-", "deferred": "…", "error": "!"}
+    marks = {
+        "change": "~",
+        "ok": "=",
+        "check": "?",
+        "skip": "-",
+        "deferred": "…",
+        "refused": "x",
+        "error": "!",
+    }
     for i, step in enumerate(planned, 1):
         mark = marks.get(step.status, " ")
         print(f" {mark} {i:>2}. {step.id:<{width}}  {step.uses:<20} {step.summary}")
@@ -110,8 +127,17 @@ def show_plan(opts: GlobalOptions, request: Request, planned: list[PlannedStep])
             print(f"        error: {step.error}")
     changes = sum(1 for p in planned if p.status == "change")
     print(f"{changes} step(s) would change something; nothing was changed.")
-    if request.env in runbook.confirm:
-        print(f"{request.env} needs confirmation: add --yes to apply.")
+    refused = next((p for p in planned if p.status == "refused"), None)
+    failed = [p.id for p in planned if p.status == "error"]
+    if refused is not None:
+        print(f"the run would be refused at step {refused.id}: nothing would be changed (exit 1).")
+        exc = refused.exception
+        if exc is not None and exc.hint:
+            print(f"  hint: {exc.hint}")
+    elif failed:
+        print(f"the check of {', '.join(failed)} failed: see above (exit 1).")
+    elif request.env in runbook.confirm and not request.assume_yes:
+        print(f"{request.env} needs confirmation: add --yes to apply (exit 4).")
 
 
 def show_runs(opts: GlobalOptions, runs: list[RunRecord]) -> None:

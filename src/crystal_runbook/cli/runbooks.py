@@ -49,8 +49,11 @@ def execute(
         ws = workspace(opts)
         try:
             if dry_run:
-                request, planned = service.runs.plan(ws, runbook, params)
+                request, planned = service.runs.plan(ws, runbook, params, assume_yes=assume_yes)
                 _output.show_plan(opts, request, planned)
+                code = service.runs.plan_exit_code(request, planned)
+                if code:
+                    raise typer.Exit(code)
                 return
             request = service.runs.request(ws, runbook, params, assume_yes=assume_yes)
             title = (

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from crystal_runbook.engine import templating, validation
 from crystal_runbook.engine.events import Sink
 from crystal_runbook.engine.loader import LoadedRunbook
 from crystal_runbook.engine.model import FailureStep, Step
-from crystal_runbook.engine.registry import Action, Change, Registry, StepContext
+from crystal_runbook.engine.registry import Action, Change, Check, Registry, StepContext
 from crystal_runbook.engine.secrets import Redactor
 from crystal_runbook.engine.steps import RunState, StepFailed, StepRunner, template_vars
 
@@ -61,10 +63,12 @@ class PlannedStep:
 
     id: str
     uses: str
-    status: str  # change | ok | check | skip | deferred | error
+    status: str  # change | ok | check | skip | deferred | refused | error
     summary: str
     changes: tuple[Change, ...] = ()
     error: str | None = None
+    exception: errors.CrystalError | None = field(default=None, compare=False, repr=False)
+    """What the check raised (``refused``, ``error``)."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +104,45 @@ class RunResult:
         if self.error is not None and self.error.exit_code in (3, 4, 130):
             return self.error.exit_code
         return 1
+
+
+PREFLIGHT_SECONDS = 10.0
+"""Bound of one check in `plan` and in the preflight; a slower API is the run's to retry."""
+
+
+def is_refusal(exc: errors.CrystalError) -> bool:
+    """Whether a check's error is a permanent refusal (retrying cannot help) rather than a
+    temporary failure: refused, not found, invalid, misconfigured."""
+    return isinstance(exc, errors.PermanentActionError | errors.InputError)
+
+
+def plan_exit_code(request: Request, planned: Sequence[PlannedStep]) -> int:
+    """The exit code of `plan` / `--dry-run` (design.md section 4).
+
+    0 when every check succeeded; 1 when a check failed or refused; 4 when the environment
+    needs a confirmation that was not given and everything else is fine. (Bad input is
+    exit 2 before any check runs.) So `... --dry-run && ... --yes` is a safe idiom.
+    """
+    if any(p.status in ("refused", "error") for p in planned):
+        return 1
+    if request.env in request.loaded.runbook.confirm and not request.assume_yes:
+        return 4
+    return 0
+
+
+def _covered(step: PlannedStep, earlier: Sequence[PlannedStep]) -> PlannedStep:
+    """``step`` as "no change" when every change it would make an earlier step makes."""
+    if step.status != "change" or not step.changes:
+        return step
+    made = {(c.field, repr(c.after)): p.id for p in earlier for c in p.changes}
+    by = [made.get((c.field, repr(c.after))) for c in step.changes]
+    if any(b is None for b in by):
+        return step
+    fields = ", ".join(c.field for c in step.changes)
+    owners = ", ".join(dict.fromkeys(str(b) for b in by))
+    return PlannedStep(
+        step.id, step.uses, "ok", f"no change: step {owners} already sets {fields}"
+    )
 
 
 def _deferred_steps(steps: list[Step]) -> dict[str, dict[str, templating.Deferred]]:
@@ -219,7 +262,11 @@ class Executor:
     # -- plan --------------------------------------------------------------------------------
 
     def plan(self, request: Request) -> list[PlannedStep]:
-        """Check every step and say what it would change; changes nothing, journals nothing."""
+        """Check every step and say what it would change; changes nothing, journals nothing.
+
+        A change an earlier step already makes (legacy mode set by the rollback's own patch)
+        is not listed again as a later step's change.
+        """
         rendered = self.prepare(request)
         runbook = request.loaded.runbook
         names = template_vars(
@@ -230,18 +277,14 @@ class Executor:
         )
         planned: list[PlannedStep] = []
         for i, step in enumerate(runbook.steps):
-            planned.append(self._plan_step(request, step, rendered[step.id], names, i))
+            found = self._plan_step(request, step, rendered[step.id], names, i, run_id="plan")
+            planned.append(_covered(found, planned))
         return planned
 
-    def _plan_step(
-        self,
-        request: Request,
-        step: Step,
-        args: dict[str, Any],
-        names: Mapping[str, Any],
-        index: int,
-    ) -> PlannedStep:
-        action = self.registry.get(step.uses)
+    def _checkable(
+        self, step: Step, args: dict[str, Any], names: Mapping[str, Any], index: int
+    ) -> PlannedStep | None:
+        """Why ``step`` cannot be checked before the run (None: it can)."""
         if step.when is not None:
             decided = templating.evaluate(step.when, names, ("steps", index, "when"))
             if isinstance(decided, templating.Deferred):
@@ -254,8 +297,14 @@ class Executor:
             return PlannedStep(
                 step.id, step.uses, "deferred", "checked at run time (uses earlier outputs)"
             )
+        return None
+
+    def _dry_check(
+        self, request: Request, step: Step, action: Action, args: dict[str, Any], run_id: str
+    ) -> Check:
+        """The step's check, read-only, as `plan` and the preflight call it."""
         ctx = StepContext(
-            run_id="plan",
+            run_id=run_id,
             step_id=step.id,
             env=request.env,
             actor=request.actor,
@@ -265,12 +314,35 @@ class Executor:
             dry_run=True,
             assume_yes=request.assume_yes,
             drill=request.drill,
+            deadline=time.monotonic() + PREFLIGHT_SECONDS,
         )
+        return action.check(action.Args.model_validate(args), ctx)
+
+    def _plan_step(
+        self,
+        request: Request,
+        step: Step,
+        args: dict[str, Any],
+        names: Mapping[str, Any],
+        index: int,
+        *,
+        run_id: str,
+    ) -> PlannedStep:
+        action = self.registry.get(step.uses)
+        unknown = self._checkable(step, args, names, index)
+        if unknown is not None:
+            return unknown
         try:
-            check = action.check(action.Args.model_validate(args), ctx)
+            check = self._dry_check(request, step, action, args, run_id)
         except errors.CrystalError as exc:
+            if is_refusal(exc):
+                return PlannedStep(
+                    step.id, step.uses, "refused", f"refuses: {exc.message}", error=str(exc),
+                    exception=exc,
+                )
             return PlannedStep(
-                step.id, step.uses, "error", f"check failed: {exc.message}", error=str(exc)
+                step.id, step.uses, "error", f"check failed: {exc.message}", error=str(exc),
+                exception=exc,
             )
         if action.read_only:
             state = "holds now" if check.satisfied else "does not hold now"
@@ -279,6 +351,60 @@ class Executor:
             return PlannedStep(step.id, step.uses, "ok", f"no change: {check.summary}")
         summary = f"would {check.summary}" if check.summary else "would apply"
         return PlannedStep(step.id, step.uses, "change", summary, changes=check.changes)
+
+    # -- preflight ---------------------------------------------------------------------------
+
+    def preflight(self, request: Request, *, run_id: str) -> tuple[int, PlannedStep] | None:
+        """The first step whose check refuses now, found before anything is applied.
+
+        Checked: every step that would change something and whose inputs are known before
+        the run (its `with:` and `when:` use no earlier step's outputs). Read-only steps are
+        left out: their check is a condition the run waits for (health, metrics), not a
+        refusal, and a rollback must not wait on a misconfigured verification. The checks
+        are read-only and independent, so they run at once, each within
+        ``PREFLIGHT_SECONDS``; only a permanent error (refused, not found, invalid) counts:
+        a temporary one (API unreachable) is left to the run's own retries.
+        """
+        runbook = request.loaded.runbook
+        rendered = self.prepare(request)
+        names = template_vars(
+            request,
+            run_id=run_id,
+            started_at=journal_mod.now_iso(),
+            steps=_deferred_steps(runbook.steps),
+        )
+        chosen: list[tuple[int, Step]] = []
+        for i, step in enumerate(runbook.steps):
+            action = self.registry.get(step.uses)
+            if not action.in_preflight:
+                continue
+            if self._checkable(step, rendered[step.id], names, i) is None:
+                chosen.append((i, step))
+        found: dict[int, PlannedStep] = {}
+
+        def check(index: int, step: Step) -> None:
+            found[index] = self._plan_step(
+                request, step, rendered[step.id], names, index, run_id=run_id
+            )
+
+        if len(chosen) == 1:
+            check(*chosen[0])
+        else:
+            threads = [
+                threading.Thread(
+                    target=check, args=item, name=f"preflight-{item[1].id}", daemon=True
+                )
+                for item in chosen
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        for index, _step in chosen:
+            planned = found.get(index)
+            if planned is not None and planned.status == "refused":
+                return index, planned
+        return None
 
     # -- run and resume ----------------------------------------------------------------------
 
@@ -318,7 +444,11 @@ class Executor:
         )
         state = RunState(request=request, run=run)
         run.lock_key = self._lock_key(state)
-        with self._locked(state, create=True):
+        with self._locked(state, create=False):
+            refusal = self.preflight(request, run_id=run_id)
+            if refusal is not None:
+                return self._refuse(state, *refusal)
+            self.journal.create_run(run)
             self.steps.emit(
                 state,
                 "run",
@@ -326,6 +456,28 @@ class Executor:
                 f"run {run.id} of {runbook.name} in {run.env} started by {run.actor}",
             )
             return self._drive(state)
+
+    def _refuse(self, state: RunState, index: int, planned: PlannedStep) -> RunResult:
+        """Journal the run as `refused` by step ``index``: nothing was applied or announced."""
+        run = state.run
+        now = journal_mod.now_iso()
+        exc = planned.exception or errors.PermanentActionError(planned.error or planned.summary)
+        rec = run.steps[index]
+        rec.status, rec.started_at, rec.ended_at = "refused", now, now
+        rec.error = f"step {rec.id!r} ({rec.uses}) refused: {exc.message}"
+        rec.summary = exc.message
+        run.status, run.ended_at = "refused", now
+        run.error = rec.error + (f" (hint: {exc.hint})" if exc.hint else "")
+        self.journal.create_run(run)
+        self.journal.update_run(run, event="refused", message=run.error)
+        self.steps.emit(state, "step", "refused", rec.error, rec)
+        self.steps.emit(
+            state,
+            "run",
+            "refused",
+            f"run {run.id} refused before any change: {exc.message}",
+        )
+        return RunResult(run, exc)
 
     def _confirm(self, request: Request) -> None:
         runbook = request.loaded.runbook
@@ -465,6 +617,7 @@ class Executor:
             "failed": f"run {run.id} failed: {run.error}",
             "interrupted": f"run {run.id} interrupted; `crystal-runbook resume {run.id}` "
             "continues it",
+            "refused": f"run {run.id} refused: {run.error}",
         }[status]
         self.steps.emit(state, "run", status, message)
         return RunResult(run, error)

@@ -110,6 +110,11 @@ class Action:
     """Bound of a step using this action when the runbook sets no timeout (seconds)."""
     poll_interval: ClassVar[float] = 1.0
     """Delay between checks/verifications when the runbook sets no retry (seconds)."""
+    preflight: ClassVar[bool | None] = None
+    """Whether the executor runs this check before a run's first apply to find refusals
+    early (``Executor.preflight``). None: yes for actions that change something, no for
+    read-only ones (their check is a condition a run waits for). An action whose check is
+    slow or cannot refuse in advance sets False."""
 
     def check(self, args: Any, ctx: StepContext) -> Check:
         raise NotImplementedError
@@ -117,6 +122,10 @@ class Action:
     @property
     def read_only(self) -> bool:
         return type(self).apply is Action.apply
+
+    @property
+    def in_preflight(self) -> bool:
+        return not self.read_only if self.preflight is None else self.preflight
 
     @property
     def verifies(self) -> bool:

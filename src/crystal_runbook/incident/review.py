@@ -92,6 +92,9 @@ def _release(run: journal.RunRecord, related: Sequence[journal.RunRecord]) -> _R
 
 
 def _is_rollback(run: journal.RunRecord) -> bool:
+    """A rollback run that started: a refused one changed nothing and is not an incident."""
+    if run.status == "refused":
+        return False
     return facts.trigger(run) is not None or facts.rollback_step(run) is not None
 
 

@@ -26,6 +26,7 @@ _STYLE = {
     "skipped": "dim",
     "failed": "bold red",
     "interrupted": "yellow",
+    "refused": "bold red",
     "applying": "cyan",
     "applied": "cyan",
     "verifying": "magenta",
@@ -92,7 +93,7 @@ class LiveSink:
                     row.status = event.status
                     if row.started is None:
                         row.started = now
-                    if event.status in ("ok", "skipped", "failed", "interrupted"):
+                    if event.status in ("ok", "skipped", "failed", "interrupted", "refused"):
                         row.ended = now
                 row.detail = event.message
             else:

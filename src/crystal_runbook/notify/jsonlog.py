@@ -8,7 +8,12 @@ from typing import Any, TextIO
 
 from crystal_runbook.engine.events import Event
 
-_LEVELS = {"failed": "error", "interrupted": "warning", "warning": "warning"}
+_LEVELS = {
+    "failed": "error",
+    "refused": "error",
+    "interrupted": "warning",
+    "warning": "warning",
+}
 
 
 class JsonLogSink:

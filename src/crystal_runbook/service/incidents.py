@@ -21,11 +21,18 @@ def document(ws: Workspace, run_id: str, *, write: bool = True) -> incident_gene
 
     Raises:
         errors.RunNotFound: no such run (exit 2).
+        errors.InputError: the run was refused before any change: no incident, no document.
         errors.ConfigurationError: the files cannot be written.
     """
     from crystal_runbook.incident import files, generate
 
     prepared = generate.prepare(ws.journal, run_id, directory=ws.state_dir / files.DIRECTORY)
+    if prepared.run.status == "refused":
+        raise errors.InputError(
+            f"run {prepared.run.id} was refused before any change ({prepared.run.error}); "
+            "a refusal is not an incident and has no document",
+            hint=f"`crystal-runbook runs show {prepared.run.id}` shows it",
+        )
     rendered = generate.render(prepared, redactor=ws.redactor, draw=write)
     if write:
         try:

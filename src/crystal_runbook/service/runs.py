@@ -63,11 +63,21 @@ def request(
 
 
 def plan(
-    ws: Workspace, runbook: str, params: Mapping[str, Any], *, allow_paths: bool = True
+    ws: Workspace,
+    runbook: str,
+    params: Mapping[str, Any],
+    *,
+    allow_paths: bool = True,
+    assume_yes: bool = False,
 ) -> tuple[executor_mod.Request, list[executor_mod.PlannedStep]]:
     """Every step's check and the change it would make, without changing anything."""
-    req = request(ws, runbook, params, allow_paths=allow_paths)
+    req = request(ws, runbook, params, allow_paths=allow_paths, assume_yes=assume_yes)
     return req, ws.executor(req).plan(req)
+
+
+def plan_exit_code(req: executor_mod.Request, planned: list[executor_mod.PlannedStep]) -> int:
+    """0 every check succeeded, 1 one failed or refused, 4 only confirmation is missing."""
+    return executor_mod.plan_exit_code(req, planned)
 
 
 def run(

@@ -191,6 +191,31 @@ class FakeFail(Action):
         raise cls(args.message, evidence="last lines\nof the fake's output")
 
 
+class FakeGuardArgs(Args):
+    key: str
+    refuse_if: str = "refuse"
+    message: str = "refused by fake.guard"
+    temporary: bool = False
+
+
+class FakeGuard(Action):
+    """Changes nothing, but its check refuses while the fake store has ``key`` = ``refuse_if``
+    (permanently, or with a temporary error): the engine's preflight and plan are tested on it."""
+
+    name = "fake.guard"
+    Args = FakeGuardArgs
+    poll_interval = 0.05
+
+    def check(self, args: Any, ctx: StepContext) -> Check:
+        if read_state(ctx.state_dir).get(args.key) == args.refuse_if:
+            cls = errors.TemporaryActionError if args.temporary else errors.PermanentActionError
+            raise cls(args.message, hint=f"set {args.key} to something else")
+        return Check(satisfied=False, summary=f"pass the guard on {args.key}")
+
+    def apply(self, args: Any, ctx: StepContext, check: Check) -> Outcome:
+        return Outcome(changed=False, summary=f"passed the guard on {args.key}")
+
+
 class FakeOutputArgs(Args):
     values: dict[str, Any] = Field(default_factory=dict)
 
@@ -224,4 +249,11 @@ steps:
 """A `rollback` runbook made of `fake.set`: what `watch --auto-rollback` runs in tests; each
 rollback writes key `release` in the fake store, so a test can count them."""
 
-ACTIONS: tuple[type[Action], ...] = (FakeSet, FakeGate, FakeNoop, FakeFail, FakeOutput)
+ACTIONS: tuple[type[Action], ...] = (
+    FakeSet,
+    FakeGate,
+    FakeNoop,
+    FakeFail,
+    FakeGuard,
+    FakeOutput,
+)

@@ -197,45 +197,31 @@ def test_triggered_rollback_document_matches_its_journal(
     assert doc["links"]["dashboards"] == {"grafana": "https://grafana.example/d/maia"}
 
 
-def test_refused_rollback_gets_its_document_from_on_failure(
-    tmp_path: Path, sb: sandbox.Sandbox
-) -> None:
-    """`rollback --to-revision 99` fails at its check; `on_failure` documents it."""
+def test_refused_rollback_writes_no_document(tmp_path: Path, sb: sandbox.Sandbox) -> None:
+    """`rollback --to-revision 99` is refused before any change: no document, and
+    `incident show` says a refusal is not an incident (issue 9: refusals before side effects)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRYSTAL_", "KUBECONFIG"))}
     env.update(CRYSTAL_STATE_DIR=str(tmp_path / ".crystal"), CRYSTAL_ACTOR="oncall")
-    ran = subprocess.run(
-        [
-            str(BIN / "crystal-runbook"),
-            "--runbooks",
-            str(REPO / "runbooks"),
-            "rollback",
-            "maia",
-            "--yes",
-            "--to-revision",
-            "99",
-            "-o",
-            "json",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "crystal-runbook"), "--runbooks", str(REPO / "runbooks"), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    ran = cli("rollback", "maia", "--yes", "--to-revision", "99", "-o", "json")
     assert ran.returncode == 1, ran.stderr
     run = json.loads(ran.stdout)
-    document = next(s for s in run["steps"] if s["id"] == "document-failure")
-    assert document["status"] == "ok", document["error"]
-    doc = json.loads(Path(document["outputs"]["json"]).read_text())
-    jsonschema.Draft202012Validator(SCHEMA).validate(doc)
-    assert doc["status"] == "failed"
-    assert doc["failure"]["step"] == "undo"
-    assert doc["failure"]["change_applied"] is False
-    assert "99" in doc["failure"]["error"]
-    assert doc["changes"] == []
-    markdown = Path(document["outputs"]["markdown"]).read_text()
-    title, sections = parse(markdown)
-    assert title == "Incident: maia in sandbox rollback failed at step undo (manual, by oncall)"
-    assert "Failure" in sections
-    assert doc["chart"]["path"] is None
+    assert run["status"] == "refused"
+    assert "99" in run["error"]
+    assert {s["id"]: s["status"] for s in run["steps"]}["undo"] == "refused"
+    assert all(s["status"] == "pending" for s in run["steps"] if s["id"] != "undo")
+    assert not (tmp_path / ".crystal" / "incidents").exists()
+    shown = cli("incident", "show", run["id"])
+    assert shown.returncode == 2
+    assert "a refusal is not an incident and has no document" in shown.stderr

@@ -93,11 +93,13 @@ class TestRollback:
         """`--dry-run` is the plan: revision, image and env diff, no mutation."""
         before = cluster.request_count()
         plan = cluster.cli("rollback", "maia", "--dry-run", "--env", "production")
-        assert plan.returncode == 0, plan.stderr
+        assert plan.returncode == 4, plan.stderr  # all checks fine; only --yes is missing
         assert "revision: 2 -> 1" in plan.stdout
         assert f"image[maia]: '{CURRENT}' -> '{GOOD}'" in plan.stdout
         assert "env[maia].CRYSTAL_MODE: 'hybrid' -> 'legacy'" in plan.stdout
+        assert "no change: step undo already sets env[maia].CRYSTAL_MODE" in plan.stdout
         assert "production needs confirmation" in plan.stdout
+        assert cluster.cli("rollback", "maia", "--dry-run", "--env", "production", "--yes").returncode == 0
         assert cluster.mutations(before, exclude_leases=False) == []
         assert cluster.image() == CURRENT
 

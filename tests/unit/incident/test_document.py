@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from crystal_runbook import service
+from crystal_runbook import errors, service
 from crystal_runbook.engine import journal
 from crystal_runbook.engine.registry import StepContext
 from crystal_runbook.incident import chart, generate
@@ -239,15 +239,17 @@ class TestFailedRollback:
         assert checks["Legacy mode active"] == "failed"
         assert checks["Errors ceased"] == "not_verified"
 
-    def test_refused_rollback_changed_nothing(self, ws: service.Workspace) -> None:
-        """A rollback refused by its check says nothing was changed, and why."""
+    def test_refused_rollback_writes_no_document(self, ws: service.Workspace) -> None:
+        """A rollback refused by its check before any change is not an incident: no document."""
         result = service.runs.run(ws, "rollback", {"service": "maia", "to_revision": 9}, assume_yes=True)
         run = service.runs.show(ws, result.run.id)
-        _, doc = written(run, "document-failure")
-        assert doc["failure"]["transition"] == "check"
-        assert doc["failure"]["change_applied"] is False
-        assert "revision 9 not found" in doc["failure"]["error"]
-        assert doc["changes"] == []
+        assert run.status == "refused"
+        assert run.error is not None
+        assert "revision 9 not found" in run.error
+        assert [s.status for s in run.steps if s.uses == "incident.write"] == ["pending"]
+        assert not (ws.state_dir / "incidents").exists()
+        with pytest.raises(errors.InputError, match="refused before any change"):
+            service.incidents.document(ws, run.id)
 
 
 class TestManualAndDrill:

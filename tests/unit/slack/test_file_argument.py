@@ -133,8 +133,8 @@ class TestCheckTime:
         assert f"then upload {big}" in fits.summary
 
     def test_a_run_with_a_missing_file_fails_that_step_clearly(self, tmp_path: Path) -> None:
-        """In a run the bad path fails the step with the message (no traceback, no
-        "unexpected" error), and nothing is queued for it."""
+        """In a run the bad path refuses the step with the message before anything is sent
+        (no traceback, no "unexpected" error), and nothing is queued for it."""
         write_runbook(
             tmp_path,
             "share",
@@ -153,11 +153,11 @@ class TestCheckTime:
         ws = make_workspace(tmp_path)
         result = service.runs.run(ws, "share", {"service": "maia"})
         ws.close()
-        assert result.run.status == "failed"
+        assert result.run.status == "refused"  # found by the preflight, before any side effect
         (step,) = result.run.steps
         assert step.error is not None
         assert step.error.startswith(
-            "step 'share' (slack.notify): `file: sandbox/missing.md`: no such file"
+            "step 'share' (slack.notify) refused: `file: sandbox/missing.md`: no such file"
         )
         assert "unexpected" not in step.error
         assert outbox_files(tmp_path) == {}

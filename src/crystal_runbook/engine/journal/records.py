@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-RUN_STATUSES = ("running", "ok", "failed", "interrupted")
+RUN_STATUSES = ("running", "ok", "failed", "interrupted", "refused")
+"""``refused``: a step's check refused before anything was applied (nothing changed)."""
 STEP_STATUSES = (
     "pending",
     "checking",
@@ -23,6 +24,7 @@ STEP_STATUSES = (
     "skipped",
     "failed",
     "interrupted",
+    "refused",
 )
 TERMINAL_STEP = frozenset({"ok", "skipped"})
 
