@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crystal_runbook.sandbox import deployments, tables
+from crystal_runbook.sandbox import deployments, rolloutmath, tables
 
 
 class TestFenceposts:
@@ -62,3 +62,54 @@ class TestHumanAge:
     def test_format(self, seconds: int, text: str) -> None:
         """Matches kubectl's duration.HumanDuration."""
         assert tables.human_age(seconds) == text
+
+
+def _rs(name: str, size: int, max_replicas: int, created: str) -> dict[str, object]:
+    return {
+        "metadata": {
+            "name": name,
+            "creationTimestamp": created,
+            "annotations": {"deployment.kubernetes.io/max-replicas": str(max_replicas)},
+        },
+        "spec": {"replicas": size},
+    }
+
+
+class TestProportionalSizes:
+    """sync.go scale(): a resize is shared out by getReplicaSetFraction, leftovers to the first."""
+
+    @pytest.mark.parametrize(
+        ("old", "new", "max_before", "replicas", "expected", "operation"),
+        [
+            (8, 5, 13, 20, {"old": 15, "new": 10}, "up"),  # 25 allowed: 15.4 → 15, 9.6 → 10
+            (15, 10, 25, 5, {"old": 4, "new": 3}, "down"),  # 7 allowed: 4.2 → 4, 2.8 → 3
+            (2, 2, 5, 8, {"old": 4, "new": 6}, "up"),  # a tie: newer first, takes the leftover 2
+            (3, 1, 5, 0, {"old": 0, "new": 0}, "down"),  # to zero: every fraction is -size
+        ],
+    )
+    def test_sizes(
+        self,
+        *,
+        old: int,
+        new: int,
+        max_before: int,
+        replicas: int,
+        expected: dict[str, int],
+        operation: str,
+    ) -> None:
+        """The sizes upstream computes, in upstream's order."""
+        d = {
+            "metadata": {"name": "d"},
+            "spec": {
+                "replicas": replicas,
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
+                },
+            },
+        }
+        old_rs = _rs("old", old, max_before, "2026-01-01T00:00:00Z")
+        new_rs = _rs("new", new, max_before, "2026-01-01T00:01:00Z")
+        sizes, op = rolloutmath.proportional_sizes(d, new_rs, [old_rs])
+        assert {rs["metadata"]["name"]: size for rs, size in sizes} == expected
+        assert op == operation
