@@ -18,6 +18,7 @@ The exit code is a property of the class, not an ``if`` chain in the shells::
     │   ├── TemporaryActionError               worth retrying (429, 5xx, connection reset)
     │   └── PermanentActionError               retrying cannot help (404, refused, invalid)
     ├── VerificationFailed            exit 1   the change was made but did not take effect in time
+    ├── RunDrifted                    exit 1   `resume`: the world no longer matches the run
     └── Interrupted                   exit 130 SIGINT/SIGTERM: journal saved, `resume` continues
 
 Every message says what was wrong, where (file:line:column, step id, service/env) and,
@@ -150,6 +151,12 @@ class VerificationFailed(CrystalError):
     def __init__(self, message: str, *, hint: str | None = None, evidence: str | None = None):
         super().__init__(message, hint=hint)
         self.evidence = evidence
+
+
+class RunDrifted(CrystalError):
+    """`resume` found that what the run changed no longer holds (another run, or someone by
+    hand, changed it since): continuing would mark the run ok on a state it did not produce,
+    or re-apply over someone else's decision. Nothing was changed."""
 
 
 class Interrupted(CrystalError):

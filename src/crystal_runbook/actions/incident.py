@@ -47,6 +47,7 @@ class IncidentWrite(Action):
     Args = IncidentWriteArgs
     outputs = ("markdown", "json", "chart", "status")
     default_timeout = 120.0
+    recheck_on_resume = False  # a written document is not undone by another run
 
     def __init__(self) -> None:
         self.journal: Callable[[], journal_mod.Journal] | None = None

@@ -32,8 +32,19 @@ def rollback_cmd(
         str,
         typer.Option("--reason", help="Why (goes into the journal and the incident document)."),
     ] = "",
+    break_lock: Annotated[
+        bool,
+        typer.Option(
+            "--break-lock",
+            help="Take over the service's lock from a run on another host that looks alive "
+            "(confirmed like production; journalled with you and the previous holder).",
+        ),
+    ] = False,
 ) -> None:
     """Roll a service back to its previous release, in legacy mode, and verify it.
+
+    A lock left by a crashed run (its process gone, or ended in the journal) is taken over
+    at once with a warning; --break-lock takes over one held from another host.
 
     Example: crystal-runbook rollback maia --env production --reason "p99 above 2s"
     """
@@ -42,7 +53,7 @@ def rollback_cmd(
         "to_revision": to_revision,
         "reason": reason,
     }
-    execute(ctx, "rollback", params, dry_run=dry_run, assume_yes=yes)
+    execute(ctx, "rollback", params, dry_run=dry_run, assume_yes=yes, break_lock=break_lock)
 
 
 def scale_cmd(

@@ -40,6 +40,7 @@ def execute(
     *,
     dry_run: bool,
     assume_yes: bool,
+    break_lock: bool = False,
 ) -> None:
     """Plan or run ``runbook``: the shared body of `run`, `rollback`, `scale` and friends."""
     opts = _common.options(ctx)
@@ -56,6 +57,7 @@ def execute(
                     raise typer.Exit(code)
                 return
             request = service.runs.request(ws, runbook, params, assume_yes=assume_yes)
+            request.break_lock = break_lock
             title = (
                 f"{request.loaded.runbook.name}"
                 + (f" {request.service}" if request.service else "")
@@ -123,13 +125,24 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         run_id: Annotated[str, typer.Argument(help="Run id (or a unique prefix) from `runs`.")],
         yes: Annotated[
-            bool, typer.Option("--yes", "-y", help="Answer approvals in advance.")
+            bool,
+            typer.Option("--yes", "-y", help="Answer approvals and confirmations in advance."),
+        ] = False,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force",
+                help="When what the run changed no longer holds, re-apply from the first "
+                "drifted step instead of refusing (confirmation rules apply).",
+            ),
         ] = False,
     ) -> None:
         """Continue an interrupted or failed run from the journal.
 
-        Finished steps are not run again; the interrupted step's check tells whether its
-        change already took effect.
+        Finished steps that changed something are checked again first: when another run (or
+        someone by hand) changed the target since, resume refuses (exit 1) and says what
+        differs; --force re-applies from there. Finished steps are not run again; the
+        interrupted step's check tells whether its change already took effect.
 
         Example: crystal-runbook resume 3fa2c1d09b7e
         """
@@ -146,7 +159,7 @@ def register(app: typer.Typer) -> None:
                     _output.progress(opts, steps, f"resume {run.runbook} {run.id}") as sink,
                 ):
                     ws.sink = sink
-                    result = service.runs.resume(ws, run.id, assume_yes=yes)
+                    result = service.runs.resume(ws, run.id, assume_yes=yes, force=force)
             finally:
                 ws.close()
             _output.show_result(opts, result)

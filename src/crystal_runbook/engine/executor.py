@@ -55,6 +55,11 @@ class Request:
     meta: dict[str, Any] = field(default_factory=dict)
     redacted_params: dict[str, Any] | None = None
     """``params`` as they may be journalled (secret ones masked)."""
+    force: bool = False
+    """`resume --force`: re-apply from the first step that drifted instead of refusing."""
+    break_lock: bool = False
+    """Take over a lock held by a live-looking run on another host (`--break-lock`), once
+    confirmed (``assume_yes`` or an interactive yes)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,30 @@ class RunResult:
         if self.error is not None and self.error.exit_code in (3, 4, 130):
             return self.error.exit_code
         return 1
+
+
+INTERVENING_RUNS = 200
+"""How many recent runs of the service `resume` reads to find runs on the same lock since."""
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A step of a resumed run whose effect no longer holds."""
+
+    index: int
+    step_id: str
+    what: str
+
+
+def _intent(rec: journal_mod.StepRecord) -> str:
+    """What a step changed (or meant to), from its journalled intent."""
+    changes = [
+        f"{c.get('field')}: ***** -> *****"
+        if c.get("secret")
+        else f"{c.get('field')}: {c.get('before')!r} -> {c.get('after')!r}"
+        for c in rec.changes
+    ]
+    return "; ".join(changes) or rec.summary or "something"
 
 
 PREFLIGHT_SECONDS = 10.0
@@ -448,7 +477,7 @@ class Executor:
             refusal = self.preflight(request, run_id=run_id)
             if refusal is not None:
                 return self._refuse(state, *refusal)
-            self.journal.create_run(run)
+            self._create(state)
             self.steps.emit(
                 state,
                 "run",
@@ -468,7 +497,7 @@ class Executor:
         rec.summary = exc.message
         run.status, run.ended_at = "refused", now
         run.error = rec.error + (f" (hint: {exc.hint})" if exc.hint else "")
-        self.journal.create_run(run)
+        self._create(state)
         self.journal.update_run(run, event="refused", message=run.error)
         self.steps.emit(state, "step", "refused", rec.error, rec)
         self.steps.emit(
@@ -507,12 +536,15 @@ class Executor:
                 host=run.host,
                 started_at=run.started_at,
             )
-        state = RunState(request=request, run=run)
+        state = RunState(request=request, run=run, journalled=True)
         run.steps = [s for s in run.steps if s.phase == "main"]
         for step in run.steps:
             if step.status in journal_mod.TERMINAL_STEP:
                 state.remember(step)
         with self._locked(state, create=False):
+            drifted = self._drift(state)
+            if drifted:
+                self._drifted(state, drifted)
             run.status, run.ended_at, run.error = "running", None, None
             run.host, run.pid = socket.gethostname(), os.getpid()
             self.journal.update_run(
@@ -523,6 +555,114 @@ class Executor:
             )
             self.steps.emit(state, "run", "resumed", f"resuming run {run.id} of {run.runbook}")
             return self._drive(state)
+
+    # -- drift (resume) ----------------------------------------------------------------------
+
+    def _intervening(self, run: journal_mod.RunRecord) -> list[journal_mod.RunRecord]:
+        """Runs on the same lock key that started after ``run`` and finished (newest first):
+        someone else acted on the same target since. Refused runs changed nothing."""
+        if run.lock_key is None:
+            return []
+        found = self.journal.list_runs(service=run.service, limit=INTERVENING_RUNS)
+        return [
+            other
+            for other in found
+            if other.id != run.id
+            and other.lock_key == run.lock_key
+            and other.started_at > run.started_at
+            and other.status in ("ok", "failed", "interrupted")
+        ]
+
+    def _drift(self, state: RunState) -> list[Drift]:
+        """Steps whose effect no longer holds.
+
+        Every finished step that changed something is checked again: if its check now wants
+        to change something, the world no longer matches what the run left. The step the run
+        stopped in, if its change was journalled as intended or applied, counts too when
+        another run on the same lock key finished since (re-applying it would undo theirs).
+        """
+        run = state.run
+        runbook = state.request.loaded.runbook
+        others = self._intervening(run)
+        found: list[Drift] = []
+        stopped = next((r for r in run.steps if r.status not in journal_mod.TERMINAL_STEP), None)
+        for i, (step, rec) in enumerate(zip(runbook.steps, run.steps, strict=False)):
+            action = self.registry.get(step.uses)
+            if action.read_only or not action.recheck_on_resume:
+                continue
+            finished = rec.status == "ok" and bool(rec.changed)
+            intended = rec is stopped and bool(rec.changes) and bool(others)
+            if not (finished or intended):
+                continue
+            try:
+                check = self.steps.recheck(state, step, rec, ("steps", i), seconds=30.0)
+            except errors.CrystalError as exc:
+                found.append(Drift(i, step.id, f"cannot be checked again: {exc.message}"))
+                continue
+            if not check.satisfied:
+                now = "; ".join(c.render() for c in check.changes) or check.summary
+                what = "it changed" if finished else "it was changing"
+                found.append(
+                    Drift(i, step.id, f"{what} {_intent(rec)}; now it would have to {now}")
+                )
+        if found:
+            state.drift_others = others
+        return found
+
+    def _drifted(self, state: RunState, drifted: list[Drift]) -> None:
+        """Refuse to resume (RunDrifted, exit 1), or with --force reset from the first drift."""
+        run, request = state.run, state.request
+        others = state.drift_others
+        lines = [f"step {d.step_id}: {d.what}" for d in drifted]
+        if others:
+            by = ", ".join(
+                f"run {o.id} ({o.runbook} by {o.actor}, {o.status} at {o.ended_at or '?'})"
+                for o in others
+            )
+            cause = f"{by} acted on {run.lock_key} since this run started"
+        else:
+            cause = "no run in the journal did it: it was changed outside crystal-runbook"
+        message = (
+            f"run {run.id} no longer matches the world: " + "; ".join(lines) + f" ({cause})"
+        )
+        first = min(d.index for d in drifted)
+        first_id = run.steps[first].id
+        data = {"drift": [d.__dict__ for d in drifted], "others": [o.id for o in others]}
+        if not request.force:
+            self.journal.add_event(
+                run.id, kind="run", status="resume refused", message=message, data=data
+            )
+            raise errors.RunDrifted(
+                message + "; nothing was changed",
+                hint=f"look first (`crystal-runbook runs show {others[0].id}`), then start a "
+                f"new run, or `crystal-runbook resume {run.id} --force` to re-apply from step "
+                f"{first_id}"
+                if others
+                else f"start a new run, or `crystal-runbook resume {run.id} --force` to "
+                f"re-apply from step {first_id}",
+            )
+        if request.env in request.loaded.runbook.confirm and not request.assume_yes:
+            self._confirm(request)
+        for rec in run.steps[first:]:
+            rec.status, rec.changed, rec.error = "pending", None, None
+            rec.started_at = rec.ended_at = None
+            rec.outputs, rec.evidence = {}, {}
+            state.steps_vars.pop(rec.id, None)
+            self.journal.save_step(rec, message=f"reset by resume --force ({request.actor})")
+        self.journal.add_event(
+            run.id,
+            kind="run",
+            status="resume forced",
+            message=f"{message}; re-applying from step {first_id} (resume --force by "
+            f"{request.actor})",
+            data={**data, "actor": request.actor},
+        )
+        self.steps.emit(
+            state,
+            "warning",
+            "warning",
+            f"{message}; re-applying from step {first_id} (--force)",
+        )
 
     def _lock_key(self, state: RunState) -> str | None:
         template = state.request.loaded.runbook.lock
@@ -540,15 +680,36 @@ class Executor:
 
         def warn(message: str) -> None:
             self.steps.emit(state, "warning", "warning", message)
-            with suppress(Exception):  # before create_run, the run is not in the journal yet
+            if not state.journalled:  # journalled with the run when it is created
+                state.early_warnings.append(message)
+                return
+            with suppress(Exception):  # a warning must not end the run
                 self.journal.add_event(
                     state.run.id, kind="warning", status="warning", message=message
                 )
 
+        def break_lock(held: errors.LockHeld) -> bool:
+            request = state.request
+            if not request.break_lock:
+                return False
+            question = (
+                f"{held.message}. Break it and take it over for this run? Type yes to continue"
+            )
+            if request.assume_yes or (
+                request.interactive and self.confirm is not None and self.confirm(question)
+            ):
+                return True
+            raise errors.ConfirmationRequired(
+                f"--break-lock takes over {held.key!r} from run {held.holder_run_id} "
+                f"({held.holder_actor} on {held.holder_host}) and needs confirmation; "
+                "nothing was changed",
+                hint="add --yes, or answer yes at the prompt, once you know that run is dead",
+            )
+
         key = state.run.lock_key
         if key is None:
             if create:
-                self.journal.create_run(state.run)
+                self._create(state)
             yield
             return
         with locks_mod.hold_all(
@@ -558,10 +719,22 @@ class Executor:
             actor=state.request.actor,
             ttl=self.lock_ttl,
             warn=warn,
+            break_lock=break_lock,
         ):
             if create:
-                self.journal.create_run(state.run)
+                self._create(state)
             yield
+
+    def _create(self, state: RunState) -> None:
+        """Journal the new run, then the warnings its lock raised before it existed."""
+        self.journal.create_run(state.run)
+        state.journalled = True
+        for message in state.early_warnings:
+            with suppress(Exception):  # a warning must not end the run
+                self.journal.add_event(
+                    state.run.id, kind="warning", status="warning", message=message
+                )
+        state.early_warnings.clear()
 
     def _drive(self, state: RunState) -> RunResult:
         run = state.run

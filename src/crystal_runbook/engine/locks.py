@@ -13,6 +13,7 @@ implements the same protocol, and a run can hold both (``hold_all``).
 from __future__ import annotations
 
 import socket
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager, suppress
@@ -97,11 +98,21 @@ class SqliteLocks:
     def _stale(self, holder: Holder, ttl: float) -> bool:
         if holder.host == self.host and not journal_mod.process_alive(holder.pid):
             return True
+        if self._ended(holder.run_id):
+            return True
         age = (
             journal_mod.parse_iso(journal_mod.now_iso())
             - journal_mod.parse_iso(holder.heartbeat_at)
         ).total_seconds()
         return age > ttl
+
+    def _ended(self, run_id: str) -> bool:
+        """Whether the journal in the same database shows ``run_id`` as ended."""
+        try:
+            row = self._conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        except sqlite3.Error:  # locks kept without a journal beside them
+            return False
+        return row is not None and row[0] != "running"
 
     def acquire(
         self, key: str, *, run_id: str, actor: str, ttl: float = DEFAULT_TTL
@@ -183,16 +194,36 @@ def hold_all(
     actor: str,
     ttl: float = DEFAULT_TTL,
     warn: Callable[[str], None] = lambda _m: None,
+    break_lock: Callable[[errors.LockHeld], bool] | None = None,
 ) -> Iterator[list[Lease]]:
     """Hold ``key`` in every backend for the duration of the block, renewing in the background.
 
     Acquired in order and released in reverse; if a later backend refuses, the earlier ones
     are released before ``LockHeld`` propagates.
+
+    Args:
+        break_lock: asked when a backend that can break locks (``can_break``, e.g. a
+            Kubernetes Lease held from another host) refuses: True takes the lock over
+            (`--break-lock`), with a warning naming the previous holder and ``actor``.
     """
     with ExitStack() as stack:
         leases: list[Lease] = []
         for backend in backends:
-            lease = backend.acquire(key, run_id=run_id, actor=actor, ttl=ttl)
+            try:
+                lease = backend.acquire(key, run_id=run_id, actor=actor, ttl=ttl)
+            except errors.LockHeld as held:
+                if not (break_lock and getattr(backend, "can_break", False) and break_lock(held)):
+                    raise
+                acquire: Callable[..., Lease] = backend.acquire
+                lease = acquire(key, run_id=run_id, actor=actor, ttl=ttl, force=True)
+                stack.callback(_quiet_release, lease)
+                leases.append(lease)
+                warn(
+                    f"broke lock {key!r} held by run {held.holder_run_id} ({held.holder_actor} "
+                    f"on {held.holder_host}, since {held.holder_started_at}): --break-lock by "
+                    f"{actor}"
+                )
+                continue
             stack.callback(_quiet_release, lease)
             leases.append(lease)
             if lease.takeover is not None:

@@ -123,6 +123,11 @@ class Action:
     def read_only(self) -> bool:
         return type(self).apply is Action.apply
 
+    recheck_on_resume: ClassVar[bool] = True
+    """Whether `resume` re-checks a finished step of this action that changed something, to
+    find drift (another run undid it). False for actions whose effect cannot be undone by
+    someone else (a document written, a message sent)."""
+
     @property
     def in_preflight(self) -> bool:
         return not self.read_only if self.preflight is None else self.preflight

@@ -59,6 +59,12 @@ class RunState:
     steps_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed_step: dict[str, Any] | None = None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    drift_others: list[journal_mod.RunRecord] = field(default_factory=list)
+    """Runs on the same lock key that finished since this one started (`resume`)."""
+    journalled: bool = False
+    """Whether the run is in the journal yet (its lock is taken before it is created)."""
+    early_warnings: list[str] = field(default_factory=list)
+    """Warnings raised before the run was journalled (a lock taken over), kept for it."""
 
     def template_vars(self) -> dict[str, Any]:
         return template_vars(
@@ -318,6 +324,28 @@ class StepRunner:
             progress=lambda message: self.progress(state, rec, message),
             settled_at=self._settled_at(state, rec),
         )
+
+    def recheck(
+        self,
+        state: RunState,
+        step: Step | FailureStep,
+        rec: journal_mod.StepRecord,
+        loc: Loc,
+        *,
+        seconds: float,
+    ) -> Check:
+        """The step's check now, read-only, as the run sees it (its earlier steps' outputs,
+        its journalled decisions): what `resume` asks to find drift.
+
+        Raises:
+            errors.CrystalError: the check could not be made.
+        """
+        action = self.registry.get(step.uses)
+        args = self._render_args(state, step, action, state.template_vars(), (*loc, "with"))
+        ctx = self._context(state, step, action, rec)
+        ctx.dry_run = True
+        ctx.deadline = time.monotonic() + seconds
+        return self._call(lambda: action.check(args, ctx), ctx.deadline)
 
     def _settled_at(self, state: RunState, current: journal_mod.StepRecord) -> float | None:
         """When the run's latest step that may have changed something ended (epoch seconds).

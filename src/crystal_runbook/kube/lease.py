@@ -4,21 +4,28 @@ The SQLite lock protects one machine. Two engineers on two laptops (or a laptop 
 app) share only the cluster, so a run on a target with a `kubernetes:` block also holds the
 Lease `crystal-runbook-<key>` in the target's namespace (key `maia/production` gives
 `crystal-runbook-maia-production`). The holder is written in `holderIdentity` and in
-annotations (run id, actor, host, start time) so the refusal can name them; the lease is
-renewed by the run's heartbeat and expires `leaseDurationSeconds` after the last renewal,
-which is when a crashed holder's lock may be taken over.
+annotations (run id, actor, host, pid, start time) so the refusal can name them; the lease
+is renewed by the run's heartbeat and expires `leaseDurationSeconds` after the last renewal.
+
+A crash must never block the emergency rollback, so a Lease that has not expired is taken
+over at once (with a warning) when its holder is dead for sure: a run on this host whose
+process is gone, or a run the journal shows as ended. A holder on another host is taken over
+only when its Lease expired, or when asked (`rollback --break-lock`, ``acquire(force=True)``,
+confirmed and journalled by the executor).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from crystal_runbook import errors
-from crystal_runbook.engine import locks
+from crystal_runbook.engine import journal, locks
 from crystal_runbook.kube.client import ConflictError, Kube, KubeTarget, NotFound, connect
 from crystal_runbook.kube.resources import LEASES
 
@@ -45,9 +52,14 @@ def _parse(text: str | None) -> datetime | None:
 class LeaseLocks:
     """Lock backend on Kubernetes Leases in one target's namespace."""
 
-    def __init__(self, target: KubeTarget) -> None:
+    can_break = True
+    """``acquire(force=True)`` takes over a live holder (`--break-lock`)."""
+
+    def __init__(self, target: KubeTarget, *, ended: Callable[[str], bool] | None = None) -> None:
         self.target = target
         self.host = socket.gethostname()
+        self.ended = ended or (lambda _run_id: False)
+        """Whether the journal shows a run as ended (its Lease was left behind)."""
 
     @property
     def kube(self) -> Kube:
@@ -68,8 +80,22 @@ class LeaseLocks:
         except NotFound:
             return None
 
+    def dead(self, holder: locks.Holder) -> str | None:
+        """Why ``holder`` is certainly gone (None when it may be alive)."""
+        if holder.host == self.host and holder.pid > 0 and not journal.process_alive(holder.pid):
+            return f"its process {holder.pid} on {holder.host} is gone"
+        if self.ended(holder.run_id):
+            return "the journal shows its run ended"
+        return None
+
     def acquire(
-        self, key: str, *, run_id: str, actor: str, ttl: float = locks.DEFAULT_TTL
+        self,
+        key: str,
+        *,
+        run_id: str,
+        actor: str,
+        ttl: float = locks.DEFAULT_TTL,
+        force: bool = False,
     ) -> LeaseLease:
         name = lease_name(key)
         kube = self.kube
@@ -86,6 +112,7 @@ class LeaseLocks:
                     ANNOTATION + "run-id": run_id,
                     ANNOTATION + "actor": actor,
                     ANNOTATION + "host": self.host,
+                    ANNOTATION + "pid": str(os.getpid()),
                     ANNOTATION + "acquired-at": _micro(now),
                 },
             },
@@ -111,7 +138,8 @@ class LeaseLocks:
             else:
                 holder = self._holder(existing, key)
                 mine = holder.run_id == run_id and holder.host == self.host
-                if not mine and not self._expired(existing):
+                free = force or self._expired(existing) or self.dead(holder) is not None
+                if not mine and not free:
                     raise errors.LockHeld(
                         key,
                         run_id=holder.run_id,
@@ -148,12 +176,16 @@ class LeaseLocks:
     def _holder(lease: dict[str, Any], key: str) -> locks.Holder:
         annotations = lease.get("metadata", {}).get("annotations") or {}
         spec = lease.get("spec") or {}
+        try:
+            pid = int(annotations.get(ANNOTATION + "pid") or 0)
+        except ValueError:
+            pid = 0
         return locks.Holder(
             key=key,
             run_id=annotations.get(ANNOTATION + "run-id", str(spec.get("holderIdentity") or "?")),
             actor=annotations.get(ANNOTATION + "actor", "?"),
             host=annotations.get(ANNOTATION + "host", "?"),
-            pid=0,
+            pid=pid,
             acquired_at=annotations.get(ANNOTATION + "acquired-at", str(spec.get("acquireTime"))),
             heartbeat_at=str(spec.get("renewTime") or ""),
         )

@@ -89,16 +89,28 @@ def run(
     allow_paths: bool = True,
     drill: bool = False,
     meta: Mapping[str, Any] | None = None,
+    break_lock: bool = False,
 ) -> executor_mod.RunResult:
-    """Run a runbook to its end (or its first failure); the journal records every transition."""
+    """Run a runbook to its end (or its first failure); the journal records every transition.
+
+    ``break_lock`` takes over a lock held from another host (confirmed like production).
+    """
     req = request(
         ws, runbook, params, assume_yes=assume_yes, allow_paths=allow_paths, drill=drill, meta=meta
     )
+    req.break_lock = break_lock
     return ws.executor(req).run(req)
 
 
-def resume(ws: Workspace, run_id: str, *, assume_yes: bool = False) -> executor_mod.RunResult:
-    """Continue a run from the journal, with the runbook text and target it started with."""
+def resume(
+    ws: Workspace, run_id: str, *, assume_yes: bool = False, force: bool = False
+) -> executor_mod.RunResult:
+    """Continue a run from the journal, with the runbook text and target it started with.
+
+    Its finished steps are checked again first: when the world no longer matches what the
+    run left, it refuses (``errors.RunDrifted``, exit 1) unless ``force`` (re-apply from the
+    first drifted step, with the environment's confirmation rules).
+    """
     record = ws.journal.get_run(run_id)
     if record.status == "ok":
         return executor_mod.RunResult(record)
@@ -128,6 +140,7 @@ def resume(ws: Workspace, run_id: str, *, assume_yes: bool = False) -> executor_
         drill=record.drill,
         meta=record.meta,
         redacted_params=record.params,
+        force=force,
     )
     return ws.executor(req).resume(record, req)
 

@@ -143,8 +143,17 @@ class Workspace:
             from crystal_runbook.kube import client as kube_client
             from crystal_runbook.kube import lease
 
-            backends.append(lease.LeaseLocks(kube_client.KubeTarget.from_target(target)))
+            backends.append(
+                lease.LeaseLocks(kube_client.KubeTarget.from_target(target), ended=self.run_ended)
+            )
         return backends
+
+    def run_ended(self, run_id: str) -> bool:
+        """Whether this journal shows ``run_id`` as ended (a Lease it left may be taken over)."""
+        try:
+            return self.journal.get_run(run_id).status != "running"
+        except errors.CrystalError:  # unknown here (another machine's run), or unreadable
+            return False
 
     def executor(self, request: executor_mod.Request | None = None) -> executor_mod.Executor:
         return executor_mod.Executor(
