@@ -13,6 +13,7 @@ the steps before it are done and how to write the document later.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from crystal_runbook.engine.model import MAX_INPUT_LENGTH
 from crystal_runbook.engine.registry import Action, Args, Change, Check, Outcome, StepContext
 from crystal_runbook.engine.secrets import Redactor
 from crystal_runbook.incident import files, generate
+
+SETTLE_SECONDS = 30.0
+"""At most this long the document waits for notifications still being delivered."""
 
 
 class IncidentWriteArgs(Args):
@@ -55,6 +59,9 @@ class IncidentWrite(Action):
         without it the journal of the step's state directory is opened for each call."""
         self.redactor: Redactor | None = None
         """Set by the service layer (it also knows secret parameters); else from the env."""
+        self.settle_notifications: Callable[[float], bool] | None = None
+        """Set by the service layer: waits (up to the seconds given) for notifications still
+        being delivered in the background, so the document says whether users were told."""
 
     def check(self, args: Any, ctx: StepContext) -> Check:
         directory = self._directory(args, ctx)
@@ -109,6 +116,10 @@ class IncidentWrite(Action):
     def _render(
         self, args: Any, ctx: StepContext, directory: Path, *, draw: bool
     ) -> generate.Rendered:
+        if self.settle_notifications is not None:
+            left = SETTLE_SECONDS if ctx.deadline is None else ctx.deadline - time.monotonic()
+            if not self.settle_notifications(max(0.0, min(SETTLE_SECONDS, left / 2))):
+                ctx.progress("a notification is still being delivered; documented as pending")
         opened = None
         if self.journal is not None:
             source = self.journal()

@@ -7,7 +7,11 @@ A notification is a step like any other (check, apply), with two rules of its ow
   of the same run and step (by its idempotency key, in the outbox or its ``sent/`` records),
   so a second run of the step, or `resume` after a crash, does not post twice;
 - it never fails a rollback: a delivery that finally fails is queued in the outbox and said
-  loudly, and the step is ok with ``{"outbox": path, "error": message}`` as outputs.
+  loudly, and the step is ok with ``{"outbox": path, "error": message}`` as outputs;
+- it never holds a rollback up by more than about a second: a slower Slack is waited for in
+  the background (outputs ``{"outbox": path, "pending": reason}``, replaced in the journal by
+  the final outputs when the delivery ends); an outbox that cannot be written leaves the
+  message printed on the console, the step ok with ``{"error": ...}``.
 
 With ``file:`` the message shares a file (an incident document) in its thread once it is
 posted. The file must exist and be small enough (``MAX_FILE_BYTES``) when the step's check
@@ -68,6 +72,7 @@ class Notifier(Protocol):
         *,
         deadline: float | None,
         progress: Callable[[str], None],
+        settled: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> tuple[str, dict[str, Any]]: ...
 
 
@@ -140,7 +145,16 @@ class Notify(Action):
         "without SLACK_BOT_TOKEN: console and outbox. Never fails the run."
     )
     Args = NotifyArgs
-    outputs = ("channel", "ts", "permalink", "file_id", "file_permalink", "outbox", "error")
+    outputs = (
+        "channel",
+        "ts",
+        "permalink",
+        "file_id",
+        "file_permalink",
+        "outbox",
+        "error",
+        "pending",
+    )
     default_timeout = 20.0
     """Seconds a notification may hold a run up, retries included, before it is queued."""
 
@@ -196,6 +210,7 @@ class Notify(Action):
             self._notice(args, ctx),
             deadline=ctx.deadline,
             progress=ctx.progress,
+            settled=ctx.settle,
         )
         return Outcome(changed=True, summary=summary, outputs=outputs)
 

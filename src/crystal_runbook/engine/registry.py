@@ -96,6 +96,10 @@ class StepContext:
     """Seconds since the epoch when the run's latest step that may change the world (one
     with an ``apply``) ended, or None if none has. Checks that judge the world after a
     change (``metrics.check``: errors ceased) use only observations made after it."""
+    settle: Callable[[str, Mapping[str, Any]], None] = lambda _summary, _outputs: None
+    """Records what work the step left going on after it returned (a notification still
+    being delivered) ended with: (summary, final outputs), journalled as the step's outputs.
+    May be called from another thread."""
 
 
 class Action:

@@ -131,6 +131,7 @@ class StepRunner:
         self.sink = sink
         self.redactor = redactor
         self.confirm = confirm
+        self._settle_lock = threading.Lock()
 
     # -- journal and events ------------------------------------------------------------------
 
@@ -178,6 +179,20 @@ class StepRunner:
             state.run.id, step_id=rec.id, kind="progress", status=rec.status, message=message
         )
         self.emit(state, "progress", rec.status, message, rec)
+
+    def settle(
+        self,
+        state: RunState,
+        rec: journal_mod.StepRecord,
+        summary: str,
+        outputs: Mapping[str, Any],
+    ) -> None:
+        """Journal the final outputs of work a finished step left going on (called from the
+        thread that did it): the step's outputs become these, and an event says so."""
+        with self._settle_lock:
+            rec.outputs = dict(outputs)
+            self.save(state, rec, f"settled: {summary}")
+            state.remember(rec)
 
     # -- one step ----------------------------------------------------------------------------
 
@@ -323,6 +338,7 @@ class StepRunner:
             deadline=time.monotonic() + timeout if timeout else None,
             progress=lambda message: self.progress(state, rec, message),
             settled_at=self._settled_at(state, rec),
+            settle=lambda summary, outputs: self.settle(state, rec, summary, outputs),
         )
 
     def recheck(

@@ -160,9 +160,15 @@ def users_notified(run: journal.RunRecord) -> CheckItem:
     if not sent:
         return CheckItem(item, "not_verified", "not notified (no slack.notify step)")
     delivered = [
-        (s, where) for s, where in sent if s.status == "ok" and where and not s.outputs.get("error")
+        (s, where)
+        for s, where in sent
+        if s.status == "ok"
+        and where
+        and not s.outputs.get("error")
+        and not s.outputs.get("pending")
     ]
     undelivered = [s for s, _ in sent if s.status == "ok" and s.outputs.get("error")]
+    pending = [s for s, _ in sent if s.status == "ok" and s.outputs.get("pending")]
     failed = [s for s, _ in sent if s.status == "failed"]
     if delivered:
         detail = "; ".join(f"step {s.id}: {where}" for s, where in delivered)
@@ -175,12 +181,27 @@ def users_notified(run: journal.RunRecord) -> CheckItem:
         )
     if undelivered:
         first_step = undelivered[0]
+        kept = first_step.outputs.get("outbox")
+        waits = (
+            f"the message waits in {kept} (`crystal-runbook outbox flush` delivers it)"
+            if kept
+            else "the message was printed on the console only"
+        )
         return CheckItem(
             item,
             "failed",
-            f"step {first_step.id}: Slack delivery failed ({first_step.outputs['error']}); the "
-            f"message waits in {first_step.outputs.get('outbox')} (`crystal-runbook outbox "
-            "flush` delivers it)",
+            f"step {first_step.id}: Slack delivery failed ({first_step.outputs['error']}); "
+            + waits,
+            first_step.id,
+        )
+    if pending:
+        first_step = pending[0]
+        return CheckItem(
+            item,
+            "not_verified",
+            f"step {first_step.id}: still being delivered when this document was written "
+            f"({first_step.outputs['pending']}); `crystal-runbook runs show {run.id}` and "
+            "`crystal-runbook outbox` tell whether it arrived",
             first_step.id,
         )
     return CheckItem(

@@ -41,6 +41,8 @@ class Result:
     outputs: dict[str, Any]
     path: Path | None = None
     error: str | None = None
+    unreachable: bool = False
+    """The failure was Slack not answering (timeouts, connections), not a refusal."""
 
 
 class Courier:
@@ -298,6 +300,7 @@ class Courier:
             {"outbox": str(path), "error": message},
             path,
             error=self.redactor.text(str(exc)),
+            unreachable=isinstance(exc, slackapi.SlackUnavailable) and exc.retry_after is None,
         )
 
     def _show(self, entry: outbox_mod.Entry, *, headline: str, footer: str) -> None:

@@ -19,6 +19,10 @@ twice. Layout under ``<state dir>/outbox/``::
 
 Everything written here has already been through ``engine.secrets.Redactor``. A file to
 share is kept by its path, not copied: `outbox flush` reads it when it uploads it.
+
+A running step uses ``TolerantOutbox``: a full disk or an outbox that cannot be written
+(a file where the directory should be, no permission) is reported, not raised, because a
+notification must never stand between the on-call engineer and the rollback.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -314,6 +318,66 @@ class Outbox:
                 yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass
+class TolerantOutbox(Outbox):
+    """An outbox whose read and write failures are reported to ``on_error`` instead of
+    raised: reads find nothing, writes return the path the entry would have had, the lock
+    counts as held. Used while a step sends, so that a message is still printed and
+    delivered when its record cannot be kept."""
+
+    on_error: Callable[[str, Exception], None] = lambda _what, _exc: None
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.on_error(what, exc)
+
+    def get(self, key: str) -> Entry | None:
+        try:
+            return super().get(key)
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable: start afresh
+            self._failed(f"read {self.root}", exc)
+            return None
+
+    def of_step(self, run_id: str, step_id: str) -> Entry | None:
+        try:
+            return super().of_step(run_id, step_id)
+        except OSError as exc:
+            self._failed(f"read {self.root}", exc)
+            return None
+
+    def write(self, entry: Entry) -> Path:
+        try:
+            return super().write(entry)
+        except OSError as exc:
+            self._failed(f"write {self.path(entry)}", exc)
+            return self.path(entry)
+
+    def mark_posted(self, entry: Entry, delivery: Delivery) -> Entry:
+        posted = entry.with_(status=POSTED, delivery=delivery, last_error=None)
+        self.write(posted)
+        return posted
+
+    def mark_sent(
+        self, entry: Entry, delivery: Delivery, *, upload: FileShare | None = None
+    ) -> Entry:
+        try:
+            return super().mark_sent(entry, delivery, upload=upload)
+        except OSError as exc:
+            self._failed(f"record the delivery in {self.sent_dir}", exc)
+            return entry.with_(
+                status=SENT, delivery=delivery, upload=upload or entry.upload, last_error=None
+            )
+
+    @contextlib.contextmanager
+    def claim(self, key: str, *, wait: float = 0.0) -> Iterator[bool]:
+        with contextlib.ExitStack() as stack:
+            try:
+                held = stack.enter_context(super().claim(key, wait=wait))
+            except OSError as exc:
+                self._failed(f"lock {self._lock_path(key)}", exc)
+                held = True  # no lock file can be made: deliver anyway, once, from here
+            yield held
 
 
 def now() -> str:

@@ -325,6 +325,13 @@ class SlackWeb:
                 if found is not None:
                     earlier.append(found)
                     return {"ok": True, "channel": found.channel, "ts": found.ts}
+                if _left(deadline) < MIN_REQUEST_TIME:  # the look-up took the time left
+                    raise SlackUnavailable(
+                        f"posting to {channel}: no time left to post after looking for an "
+                        "earlier attempt",
+                        maybe_posted=True,
+                    )
+                client = self._web_client(deadline)  # the look-up set its own timeout
             return client.chat_postMessage(
                 channel=channel,
                 text=message.text,

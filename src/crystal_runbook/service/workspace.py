@@ -110,6 +110,7 @@ class Workspace:
         if isinstance(writer, incident_action.IncidentWrite):  # this workspace's journal
             writer.journal = lambda: self.journal
             writer.redactor = self.redactor
+            writer.settle_notifications = self._settle_notifications
         return registry
 
     @cached_property
@@ -166,7 +167,13 @@ class Workspace:
             redactor=self.redactor,
         )
 
+    def _settle_notifications(self, timeout: float) -> bool:
+        """Wait for notifications still being delivered (none if none was sent)."""
+        return "notifier" not in self.__dict__ or self.notifier.drain(timeout)
+
     def close(self) -> None:
+        if "notifier" in self.__dict__:  # deliveries still going on end (or time out) first
+            self.notifier.drain()
         if "local_locks" in self.__dict__:
             self.local_locks.close()
         if "journal" in self.__dict__:

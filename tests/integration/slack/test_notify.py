@@ -27,6 +27,7 @@ def run(root: Path, runbook: str = "announce", **params: str) -> tuple[service.W
     ws = make_workspace(root)
     result = service.runs.run(ws, runbook, {"service": "maia", **params})
     assert result.run.status == "ok", result.run.error
+    assert ws.notifier.drain(), "a delivery was still going on 30 s after the run"
     return ws, result.run.id
 
 

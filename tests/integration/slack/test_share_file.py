@@ -53,6 +53,7 @@ def run_share(root: Path) -> tuple[service.Workspace, str]:
     ws = make_workspace(root)
     result = service.runs.run(ws, "share", {"service": "maia"})
     assert result.run.status == "ok", result.run.error
+    assert ws.notifier.drain(), "a delivery was still going on 30 s after the run"
     return ws, result.run.id
 
 
@@ -167,6 +168,7 @@ class TestWithAToken:
         ws.journal.update_run(run, event="interrupted")
         posts = len(slack_server.calls("chat.postMessage"))
         resumed = service.runs.resume(ws, run_id)
+        assert ws.notifier.drain()
         resumed_outputs = step_outputs(ws, run_id, "share-document")
         ws.close()
         assert resumed.run.status == "ok"

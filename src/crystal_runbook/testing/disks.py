@@ -1,0 +1,75 @@
+"""A small filesystem that fills up: for tests of what happens when the disk is full.
+
+Why: "No space left on device" must leave a clear message and a consistent journal, and
+the only honest way to test that is a real filesystem that really is full. ``small_disk``
+mounts a size-limited tmpfs on a directory (as root, or through passwordless sudo) and
+unmounts it afterwards; ``fill`` writes until the kernel answers ENOSPC. Where mounting is
+not allowed, ``small_disk`` raises ``Unavailable`` and tests skip with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class Unavailable(Exception):
+    """This machine does not let us mount a filesystem (not root, no passwordless sudo)."""
+
+
+def _mount_command() -> list[str]:
+    if os.geteuid() == 0:
+        return []
+    sudo = shutil.which("sudo")
+    if sudo is None:
+        raise Unavailable("mounting a tmpfs needs root or sudo")
+    probe = subprocess.run([sudo, "-n", "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        raise Unavailable("mounting a tmpfs needs root or passwordless sudo")
+    return [sudo, "-n"]
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, *, size_kb: int = 256) -> Iterator[Path]:
+    """Mount a ``size_kb`` tmpfs on ``path`` (created if needed) for the block's duration.
+
+    Raises:
+        Unavailable: mounting is not allowed here.
+    """
+    prefix = _mount_command()
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        [*prefix, "mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=1777", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        raise Unavailable(f"cannot mount a tmpfs on {path}: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run([*prefix, "umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def fill(path: Path) -> Path:
+    """Write ``path/fill`` until the filesystem is full; returns the file (delete it to free)."""
+    target = path / "fill"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (65536, 4096, 512, 1):  # big blocks, then what is left of the last one
+            while True:
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    break
+    finally:
+        os.close(fd)
+    return target
