@@ -12,6 +12,7 @@ every annotation of every command at start-up, a third of the `--help` budget
 """
 
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -110,8 +111,17 @@ serve.register(app)
 app.add_typer(sandbox.app, name="sandbox")
 
 
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM is handled like Ctrl-C everywhere: every command
+    ends on it as on Ctrl-C (quietly, with its exit code), never with a traceback."""
+    import signal
+
+    with contextlib.suppress(ValueError):  # not the main thread (a test harness)
+        signal.signal(signal.SIGTERM, _sigterm)
     args = list(sys.argv[1:] if argv is None else argv)
     args = _hoist.hoist_global_options(args)
     app(args=args, prog_name="crystal-runbook")

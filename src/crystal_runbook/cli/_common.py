@@ -91,6 +91,19 @@ def handle_errors() -> Iterator[None]:
 
 
 @contextmanager
+def stopped_by_user(message: str | None = None) -> Iterator[None]:
+    """For commands a person ends with Ctrl-C or SIGTERM (`logs -f`, `watch`): a quiet exit 0
+    with at most one line, whenever the signal arrives (design.md section 4)."""
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except KeyboardInterrupt:
+        if message:
+            print(message, file=sys.stderr)
+        raise typer.Exit(0) from None
+
+
+@contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Treat SIGTERM like Ctrl-C for the duration of a run, so both journal `interrupted`."""
     import signal

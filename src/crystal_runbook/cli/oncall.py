@@ -103,7 +103,7 @@ def logs_cmd(
     Example: crystal-runbook logs maia --since 10m --grep error -f
     """
     opts = _common.options(ctx)
-    with _common.handle_errors():
+    with _common.handle_errors(), _common.stopped_by_user():
         import re
 
         from crystal_runbook import errors
@@ -130,20 +130,18 @@ def logs_cmd(
             sys.stdout.flush()
 
         try:
-            with _common.sigterm_as_interrupt():
-                oncall_service.logs(
-                    ws,
-                    service,
-                    since=since_seconds,
-                    tail=tail if tail is not None else (10 if follow else 100),
-                    grep=grep,
-                    follow=follow,
-                    emit=emit,
-                    stop=stop,
-                )
-        except KeyboardInterrupt:
-            stop.set()
+            oncall_service.logs(
+                ws,
+                service,
+                since=since_seconds,
+                tail=tail if tail is not None else (10 if follow else 100),
+                grep=grep,
+                follow=follow,
+                emit=emit,
+                stop=stop,
+            )
         finally:
+            stop.set()
             ws.close()
 
 

@@ -128,6 +128,13 @@ def up(
             code=1,
             hint="crystal-runbook sandbox status, or crystal-runbook sandbox down",
         )
+    if port and not _port_free(port):
+        raise _common.fail(
+            f"cannot listen on 127.0.0.1:{port}: the port is already in use",
+            code=1,
+            hint=f"choose another --port, or --port 0 for a free one; the inventory follows "
+            f"it through {state_dir}/sandbox/endpoint.json",
+        )
     if detach:
         try:
             endpoint = daemon.spawn(
@@ -158,6 +165,19 @@ def up(
     _print(ctx, endpoint, _describe(endpoint) + "\nPress Ctrl-C to stop.")
     sys.stdout.flush()
     daemon.serve_until_signalled(state_dir, sandbox)
+
+
+def _port_free(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` can be listened on (as the sandbox's server would)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _describe(endpoint: dict[str, Any]) -> str:

@@ -89,7 +89,7 @@ def watch_cmd(
     Example: crystal-runbook watch maia --env production --interval 15s --auto-rollback
     """
     opts = _common.options(ctx)
-    with _common.handle_errors():
+    with _common.handle_errors(), _common.stopped_by_user("watch stopped"):
         from crystal_runbook.notify import console
         from crystal_runbook.triggers import watch
 
@@ -114,20 +114,16 @@ def watch_cmd(
                 _print_tick(report)
 
         try:
-            with _common.sigterm_as_interrupt():
-                last = trigger_service.watch(
-                    ws,
-                    service,
-                    settings=settings,
-                    notify=_print_notice,
-                    on_report=on_report,
-                    path=triggers,
-                    once=once,
-                    approve=approve,
-                )
-        except KeyboardInterrupt:
-            print("watch stopped", file=sys.stderr)
-            return
+            last = trigger_service.watch(
+                ws,
+                service,
+                settings=settings,
+                notify=_print_notice,
+                on_report=on_report,
+                path=triggers,
+                once=once,
+                approve=approve,
+            )
         finally:
             ws.close()
         if once:

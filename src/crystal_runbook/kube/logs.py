@@ -19,7 +19,7 @@ from typing import Any
 
 from crystal_runbook import errors
 from crystal_runbook.kube import resources, rollout
-from crystal_runbook.kube.client import Kube, KubeTarget, iter_lines
+from crystal_runbook.kube.client import Kube, KubeTarget, iter_lines, translate
 
 QUEUE_LINES = 10_000
 """Lines buffered between pod readers and the printer; readers wait when it is full."""
@@ -100,11 +100,13 @@ class _Reader:
             )
             if self.done.is_set():
                 return
-            for line in iter_lines(self.response):
-                if self.done.is_set():
-                    break
-                if self.pattern is None or self.pattern.search(line):
-                    self._put(prefix + line)
+            # a stream cut by Ctrl-C (or by the pod going away) ends this reader quietly
+            with translate(f"follow logs of {self.pod}", where=self.target.where):
+                for line in iter_lines(self.response):
+                    if self.done.is_set():
+                        break
+                    if self.pattern is None or self.pattern.search(line):
+                        self._put(prefix + line)
         except (errors.CrystalError, OSError, ValueError, AttributeError, RuntimeError):
             return  # the pod went away, or we closed its stream: both end this reader
         finally:
