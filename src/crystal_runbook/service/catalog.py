@@ -48,12 +48,28 @@ def _validate_file(ws: Workspace, path: Path) -> None:
         from crystal_runbook.triggers import loader as triggers_loader
 
         triggers_loader.parse(source)
+    elif path.name == "drills.yaml":
+        from crystal_runbook.drills import loader as drills_loader
+
+        drills_loader.parse(source, inventory=_inventory_beside(ws, path))
     elif path.parent.resolve() == ws.inventory_dir.resolve():
         return  # other inventory files are validated by the features that own them
     else:
         raise errors.RunbookInvalid(
             [source.problem((), "not a runbook (kind: Runbook) nor a known inventory file")]
         )
+
+
+def _inventory_beside(ws: Workspace, path: Path) -> inventory_mod.Inventory | None:
+    """The `services.yaml` next to ``path``, to check names against (None: none, or broken:
+    its own problems are reported when it is validated)."""
+    services = path.parent / inventory_mod.SERVICES_FILE
+    if not services.exists():
+        return None
+    try:
+        return inventory_mod.parse(yamlsource.read_file(services, display=display(services)))
+    except errors.RunbookInvalid:
+        return None
 
 
 def schema(ws: Workspace) -> dict[str, Any]:
