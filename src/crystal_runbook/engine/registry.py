@@ -164,6 +164,8 @@ BUILTIN: dict[str, str] = {
     "k8s.scale": "crystal_runbook.actions.kubernetes.scale:Scale",
     "k8s.rollout_status": "crystal_runbook.actions.kubernetes.status:RolloutStatus",
     "k8s.logs": "crystal_runbook.actions.kubernetes.status:Logs",
+    "k8s.baseline": "crystal_runbook.actions.kubernetes.baseline:Baseline",
+    "k8s.restore": "crystal_runbook.actions.kubernetes.baseline:Restore",
     "metrics.check": "crystal_runbook.actions.metrics:MetricsCheck",
     "sql.check": "crystal_runbook.actions.sql:SqlCheck",
     "slack.notify": "crystal_runbook.actions.slack:Notify",

@@ -18,13 +18,11 @@ from typing import Any
 
 from crystal_runbook.engine import durations as durations_mod
 from crystal_runbook.engine import journal
-from crystal_runbook.incident import facts, review, verification
+from crystal_runbook.incident import drill, facts, review, verification
 from crystal_runbook.incident.model import (
     ChangeRow,
     Chart,
     Document,
-    DrillPhase,
-    DrillReport,
     Failure,
     Links,
     OtherRule,
@@ -121,7 +119,9 @@ def build(
             view, related, timing=timing, checks=checks, as_of=as_of, status=status
         ),
         failure=failure,
-        drill_report=_drill(view, block, timing.time_to_restore_seconds, as_of)
+        drill_report=drill.report(
+            view, events, as_of=as_of, rollback_seconds=timing.time_to_restore_seconds
+        )
         if run.drill
         else None,
         chart=chart,
@@ -481,67 +481,6 @@ def _failure(
         change_applied=applied,
         state_left_behind=left,
         next_step=next_step,
-    )
-
-
-# -- drill ----------------------------------------------------------------------------------
-
-_RESTORE_LIKE = facts.RESTORING_USES | {"k8s.set_image", "k8s.scale"}
-
-
-def _drill(
-    run: journal.RunRecord,
-    block: Sequence[journal.StepRecord],
-    rollback_seconds: float | None,
-    as_of: str,
-) -> DrillReport:
-    in_block = {(s.phase, s.index) for s in block}
-    labelled: list[tuple[str, journal.StepRecord]] = []
-    seen_block = False
-    for step in facts.main_steps(run):
-        if (step.phase, step.index) in in_block:
-            label, seen_block = "rollback", True
-        elif not seen_block:
-            label = "prepare"
-        elif step.uses in (facts.NOTIFY_USES, facts.DOCUMENT_USES):
-            label = "report"
-        elif step.uses in _RESTORE_LIKE:
-            label = "restore"
-        else:
-            label = "other"
-        labelled.append((label, step))
-    phases: list[DrillPhase] = []
-    group: list[journal.StepRecord] = []
-    for i, (label, step) in enumerate(labelled):
-        group.append(step)
-        if i + 1 < len(labelled) and labelled[i + 1][0] == label:
-            continue
-        starts = [s.started_at for s in group if s.started_at]
-        ends = [s.ended_at for s in group if s.ended_at]
-        start = min(starts) if starts else None
-        end = max(ends) if ends and all(s.status in facts.DONE for s in group) else None
-        statuses = {s.status for s in group}
-        status = (
-            "ok"
-            if statuses <= facts.DONE
-            else next((s for s in ("failed", "interrupted", WRITING) if s in statuses), "pending")
-        )
-        phases.append(
-            DrillPhase(
-                phase=label,
-                steps=[s.id for s in group],
-                started_at=start,
-                ended_at=end,
-                duration_seconds=facts.seconds(start, end),
-                status=status,
-            )
-        )
-        group = []
-    return DrillReport(
-        phases=phases,
-        total_seconds=facts.seconds(run.started_at, run.ended_at or as_of),
-        rollback_seconds=rollback_seconds,
-        within_target=None if rollback_seconds is None else rollback_seconds < 300.0,
     )
 
 

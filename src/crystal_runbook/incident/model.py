@@ -19,6 +19,7 @@ Status = Literal["resolved", "failed", "interrupted", "in_progress"]
 Severity = Literal["critical", "warning", "info", "none", "unassessed"]
 CheckState = Literal["passed", "failed", "not_verified"]
 Impact = Literal["none", "minor", "major", "unknown"]
+Verdict = Literal["pass", "fail", "in_progress"]
 
 
 @dataclass(frozen=True)
@@ -183,13 +184,48 @@ class DrillPhase:
 
 
 @dataclass(frozen=True)
-class DrillReport:
-    """What a drill run (`run.drill`) adds: phases and their timings against the target."""
+class DrillAnomaly:
+    """Something a drill saw that was not as it should be, even when the drill passed."""
 
+    kind: Literal["pod_not_ready", "trigger_fired", "verification_retry"]
+    step: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class DrillBaseline:
+    """What the drill recorded before it rolled back (and restored afterwards)."""
+
+    revision: int | None
+    images: list[str]
+    replicas: int | None
+    crystal_mode: str | None
+    replicaset: str | None
+
+
+@dataclass(frozen=True)
+class DrillReport:
+    """What a drill run (`run.drill`) adds: phases, figures against the target, the verdict."""
+
+    verdict: Verdict
+    failed_phase: str | None
     phases: list[DrillPhase]
     total_seconds: float | None
     rollback_seconds: float | None
+    """The rollback phase, from its start to verified (the checklist's rollback time)."""
+    restore_seconds: float | None
+    """The restore of the baseline, from its start to verified."""
+    target_seconds: float
     within_target: bool | None
+    """Whether the rollback took less than the target."""
+    restore_within_target: bool | None
+    rollback_requests: int | None
+    """Kubernetes API requests of the rollback phase (None: no step counted them)."""
+    restore_requests: int | None
+    baseline: DrillBaseline | None
+    restored: bool | None
+    """Whether the baseline's restore was verified (None: no baseline was recorded)."""
+    anomalies: list[DrillAnomaly] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,18 @@ MAX_TRIES = 5
 
 Query = Mapping[str, str | int | bool | None]
 
+_SENT = threading.local()
+"""Per thread: how many API requests this thread has sent (see ``requests_sent``)."""
+
+
+def requests_sent() -> int:
+    """API requests sent by the calling thread so far (retries, watches and streams included).
+
+    Per thread, so that a step's count (a run's steps all run on one thread) is not mixed
+    with the lock heartbeat's renewals or another run's requests.
+    """
+    return int(getattr(_SENT, "count", 0))
+
 
 @dataclass(frozen=True)
 class KubeTarget:
@@ -120,6 +132,7 @@ class Kube:
         content_type: str | None,
         timeout: float | tuple[float, float | None],
     ) -> Any:
+        _SENT.count = requests_sent() + 1
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
+import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from pydantic import Field
 
 from crystal_runbook import errors
 from crystal_runbook.engine.model import MAX_INPUT_LENGTH
-from crystal_runbook.engine.registry import Args, Change, Check, StepContext
+from crystal_runbook.engine.registry import Action, Args, Change, Check, Outcome, StepContext
 from crystal_runbook.engine.secrets import looks_secret
 from crystal_runbook.kube import client as kube_client
 from crystal_runbook.kube import resources, rollout, wait
+
+A = TypeVar("A", bound=type[Action])
 
 MAX_REPLICAS = 1000
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,252}$")
@@ -134,4 +140,74 @@ def env_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Cha
     return changes
 
 
-# --- set env / set image -------------------------------------------------------------------
+def hpa_for(
+    kube: kube_client.Kube, target: kube_client.KubeTarget, ctx: StepContext
+) -> dict[str, Any] | None:
+    """The HorizontalPodAutoscaler that scales the target Deployment, as name, min and max."""
+    listed = kube.json(
+        "GET",
+        target.path(resources.HPAS, "horizontalpodautoscalers"),
+        what="list horizontalpodautoscalers",
+        where=target.where,
+        deadline=deadline(ctx),
+    )
+    for hpa in listed.get("items", []):
+        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        if ref.get("kind") == "Deployment" and ref.get("name") == target.deployment:
+            spec = hpa["spec"]
+            return {
+                "name": hpa["metadata"]["name"],
+                "min": int(spec.get("minReplicas", 1)),
+                "max": int(spec.get("maxReplicas", 1)),
+            }
+    return None
+
+
+# --- API request counts ---------------------------------------------------------------------
+
+REQUESTS = "api_requests"
+"""Evidence key: Kubernetes API requests the step has made so far (check, apply, verify and
+their retries). Drill reports add them up per phase."""
+_TALLY: OrderedDict[tuple[str, str], int] = OrderedDict()
+_TALLY_LOCK = threading.Lock()
+_TALLY_SIZE = 256
+
+
+def _tally(ctx: StepContext, sent: int) -> int:
+    """Add ``sent`` to the step's running count and return it (the last steps are kept)."""
+    key = (ctx.run_id, ctx.step_id)
+    with _TALLY_LOCK:
+        total = _TALLY.pop(key, 0) + sent
+        _TALLY[key] = total
+        while len(_TALLY) > _TALLY_SIZE:
+            _TALLY.popitem(last=False)
+    return total
+
+
+def _counted(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def counted(self: Action, args: Any, ctx: StepContext, *rest: Any) -> Any:
+        before = kube_client.requests_sent()
+        result = fn(self, args, ctx, *rest)
+        total = _tally(ctx, kube_client.requests_sent() - before)
+        if isinstance(result, Check | Outcome):
+            return dataclasses.replace(result, evidence={**result.evidence, REQUESTS: total})
+        return result
+
+    counted.__counts_requests__ = True  # type: ignore[attr-defined]  # marker: wrapped once
+    return counted
+
+
+def count_requests(cls: A) -> A:
+    """Make ``cls``'s check, apply and verify record the step's API requests in evidence.
+
+    Counted on the calling thread (``kube.client.requests_sent``), so the lock's heartbeat
+    and other threads never add to a step's count. Methods ``cls`` does not define stay the
+    base class's, so ``Action.read_only`` and ``Action.verifies`` keep their meaning.
+    """
+    for name in ("check", "apply", "verify"):
+        fn = getattr(cls, name)
+        if fn is getattr(Action, name) or getattr(fn, "__counts_requests__", False):
+            continue
+        setattr(cls, name, _counted(fn))
+    return cls

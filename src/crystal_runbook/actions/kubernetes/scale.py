@@ -45,7 +45,7 @@ class Scale(Action):
         kube = kube_client.connect(target)
         deployment = common.deployment(kube, target, ctx)
         current = int((deployment.get("spec") or {}).get("replicas", 1))
-        hpa = self._hpa(kube, target, ctx)
+        hpa = common.hpa_for(kube, target, ctx)
         outputs: dict[str, Any] = {
             "deployment": target.deployment,
             "from_replicas": current,
@@ -88,27 +88,6 @@ class Scale(Action):
             evidence=evidence,
             summary=summary,
         )
-
-    def _hpa(
-        self, kube: kube_client.Kube, target: kube_client.KubeTarget, ctx: StepContext
-    ) -> dict[str, Any] | None:
-        listed = kube.json(
-            "GET",
-            target.path(resources.HPAS, "horizontalpodautoscalers"),
-            what="list horizontalpodautoscalers",
-            where=target.where,
-            deadline=common.deadline(ctx),
-        )
-        for hpa in listed.get("items", []):
-            ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
-            if ref.get("kind") == "Deployment" and ref.get("name") == target.deployment:
-                spec = hpa["spec"]
-                return {
-                    "name": hpa["metadata"]["name"],
-                    "min": int(spec.get("minReplicas", 1)),
-                    "max": int(spec.get("maxReplicas", 1)),
-                }
-        return None
 
     def apply(self, args: Any, ctx: StepContext, check: Check) -> Outcome:
         target = common.target_of(args, ctx)
