@@ -25,9 +25,11 @@ from crystal_runbook.cli import (
     _hoist,
     catalog,
     demo,
+    drill,
     incident,
     oncall,
     outbox,
+    readiness,
     runbooks,
     runs,
     sandbox,
@@ -108,6 +110,8 @@ outbox.register(app)
 incident.register(app)
 watch.register(app)
 serve.register(app)
+drill.register(app)
+readiness.register(app)
 app.add_typer(sandbox.app, name="sandbox")
 
 

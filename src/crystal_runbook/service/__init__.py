@@ -10,9 +10,10 @@ package knows about terminals or Slack's wire format.
 - ``triggers``: rollback rules evaluated once or watched.
 - ``incidents``: incident documents and the outbox.
 - ``catalog``: `validate` and `schema`.
+- ``drills``: rollback drills: run one, history, the schedule, `drill due --run`.
 """
 
-from crystal_runbook.service import catalog, incidents, oncall, runs, triggers
+from crystal_runbook.service import catalog, drills, incidents, oncall, runs, triggers
 from crystal_runbook.service.workspace import (
     ACTION_MODULES_ENV,
     FALLBACK_ENV,
@@ -28,6 +29,7 @@ __all__ = [
     "build_registry",
     "catalog",
     "default_actor",
+    "drills",
     "incidents",
     "oncall",
     "runs",
