@@ -27,6 +27,13 @@ def serve_cmd(
     grace: Annotated[
         str, typer.Option("--grace", help="After SIGTERM, how long running jobs may finish.")
     ] = "25s",
+    flush_interval: Annotated[
+        str,
+        typer.Option(
+            "--flush-interval",
+            help="How often undelivered Slack messages (the outbox) are sent again; 0: never.",
+        ),
+    ] = "1m",
 ) -> None:
     """Run the Slack app (/crystal slash commands) and GET /healthz until SIGTERM.
 
@@ -45,12 +52,19 @@ def serve_cmd(
             raise errors.InputError(
                 "nothing to serve", hint="add --slack (HTTP) or --socket-mode (Slack app)"
             )
-        try:
-            grace_seconds = durations.parse_duration(grace)
-        except ValueError as exc:
-            raise errors.InputError(f"--grace: {exc}") from None
+        seconds: dict[str, float] = {}
+        for name, value in (("--grace", grace), ("--flush-interval", flush_interval)):
+            try:
+                seconds[name] = durations.parse_duration(value)
+            except ValueError as exc:
+                raise errors.InputError(f"{name}: {exc}") from None
         options = app.ServeOptions(
-            host=host, port=port, slack=slack, socket_mode=socket_mode, grace=grace_seconds
+            host=host,
+            port=port,
+            slack=slack,
+            socket_mode=socket_mode,
+            grace=seconds["--grace"],
+            flush_interval=seconds["--flush-interval"],
         )
         ws = workspace(opts)
         ws.interactive, ws.confirm = False, None  # nobody answers at a terminal

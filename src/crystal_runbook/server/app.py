@@ -1,9 +1,12 @@
 """`serve` put together: which components run, in which order, and the process's logging.
 
 ``build`` is the composition point (the list of components ``process.Server`` starts and
-stops). Today: the background worker, the HTTP server (``/healthz``) and, with ``slack``,
-the Slack app. Issue 15 adds its components here (scheduler, watchers, ``/readyz``,
-``/metrics``, leader election) without touching the others.
+stops). Today: the background worker, the HTTP server (``/healthz``), with ``slack`` the
+Slack app, and, while a Slack token is set, the outbox flush (every ``flush_interval``
+seconds what waits in the outbox, notifications and live progress states that Slack did
+not take, is delivered, oldest first, as `crystal-runbook outbox flush` does). Issue 15
+adds its components here (scheduler, watchers, ``/readyz``, ``/metrics``, leader
+election) without touching the others.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import TYPE_CHECKING
 
 from crystal_runbook.engine.secrets import Redactor
 from crystal_runbook.server import http
-from crystal_runbook.server.process import Component, Server
+from crystal_runbook.server.process import Component, Periodic, Server
 from crystal_runbook.server.worker import Worker
+from crystal_runbook.service import incidents
 from crystal_runbook.service.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -34,6 +38,9 @@ class ServeOptions:
     socket_mode: bool = False
     grace: float = 25.0
     """Seconds running jobs get after SIGTERM (Kubernetes' default grace is 30 s)."""
+    flush_interval: float = 60.0
+    """Seconds between two deliveries of what waits in the outbox (0: none); the first one
+    right after the start."""
 
 
 @dataclass
@@ -70,10 +77,32 @@ def build(ws: Workspace, options: ServeOptions) -> Built:
             socket_mode=options.socket_mode,
         )
         components += found
+    if options.flush_interval > 0 and ws.notifier.settings.configured:
+        components.append(outbox_flusher(ws, options.flush_interval))
     components.append(server_http)
     router.mount("/healthz", http.healthz(lambda: [c.name for c in components]))
     server = Server(components, grace=options.grace)
     return Built(server, server_http, worker, commands, components)
+
+
+def outbox_flusher(ws: Workspace, interval: float) -> Periodic:
+    """Deliver what waits in the outbox every ``interval`` seconds (first: at the start).
+
+    Entries a running run is still delivering (its live progress) are skipped and come
+    with the next round; what Slack still refuses stays, with its reason (`outbox list`).
+    """
+    log = logging.getLogger("crystal_runbook.serve")
+
+    def flush() -> None:
+        results = incidents.flush_outbox(ws)
+        counts: dict[str, int] = {}
+        for result in results:
+            counts[result.status] = counts.get(result.status, 0) + 1
+        if counts.get("sent") or counts.get("failed") or counts.get("unreadable"):
+            summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+            log.info("outbox flush: %s", summary)
+
+    return Periodic("outbox-flush", interval, flush, first=0.0)
 
 
 class RedactingFilter(logging.Filter):

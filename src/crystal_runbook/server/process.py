@@ -31,11 +31,15 @@ class Component(Protocol):
 
 
 class Periodic:
-    """Calls ``fn`` every ``interval`` seconds in a thread; a failing call is logged."""
+    """Calls ``fn`` every ``interval`` seconds in a thread (the first time after ``first``
+    seconds, default ``interval``); a failing call is logged."""
 
-    def __init__(self, name: str, interval: float, fn: Callable[[], None]) -> None:
+    def __init__(
+        self, name: str, interval: float, fn: Callable[[], None], *, first: float | None = None
+    ) -> None:
         self.name = name
         self.interval = interval
+        self.first = interval if first is None else first
         self.fn = fn
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -45,7 +49,9 @@ class Periodic:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        wait = self.first
+        while not self._stop.wait(wait):
+            wait = self.interval
             try:
                 self.fn()
             except Exception:

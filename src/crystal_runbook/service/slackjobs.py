@@ -295,18 +295,39 @@ class SlackApprover:
     """The ``confirm`` of a run from Slack: approvals are Slack buttons in its thread.
 
     The executor asks first for the environment's confirmation (before the run starts):
-    that was the Confirm press. Any later question comes from an `approval` step.
+    that was the Confirm press. Any later question comes from an `approval` step: the
+    decision (who approved, or that it was rejected or expired) is journalled in the run
+    itself, and a step that was not approved fails saying why.
     """
 
     def __init__(self, app: SlackCommands, origin: approvals_mod.Pending) -> None:
         self.app = app
         self.origin = origin
         self.started = False
+        self.run_id: str | None = None
+        self.step_id: str | None = None
+        self.journal: journal_mod.Journal | None = None
+        """The run's journal (set once the run's workspace exists)."""
 
     def observe(self, event: Event) -> None:
-        """A sink: notes when the run has started (later questions are approval steps)."""
+        """A sink: notes when the run has started (later questions are approval steps) and
+        which step is applying (the one asking)."""
         if event.kind == "run" and event.status in ("running", "resumed"):
             self.started = True
+            self.run_id = event.run_id
+        elif event.kind == "step" and event.status == "applying":
+            self.step_id = event.step_id
+
+    def _journal(self, status: str, message: str, **data: Any) -> None:
+        if self.journal is None or self.run_id is None:
+            return
+        try:
+            self.journal.add_event(
+                self.run_id, step_id=self.step_id, kind="approval", status=status,
+                message=message, data=data,
+            )
+        except errors.CrystalError as exc:  # the step's own journalling says the rest
+            log.error("cannot journal the approval of run %s: %s", self.run_id, exc)
 
     def __call__(self, question: str) -> bool:
         if not self.started:
@@ -340,9 +361,13 @@ class SlackApprover:
         assert origin.where is not None  # noqa: S101 - runs start from a posted confirm
         channel, thread_ts = origin.where
         ts = _post(app, channel, reply, thread_ts=thread_ts)
+        again = "`crystal-runbook resume` of the run asks again"
         if ts is None:
             app.approvals.withdraw(pending)
-            return False
+            raise errors.PermanentActionError(
+                f"could not post the approval buttons in Slack: {prompt}",
+                hint=f"check that the app can post in the channel; {again}",
+            )
         pending.where = (channel, ts)
         while not pending.done.wait(0.5):
             if app.stopping.is_set():
@@ -351,7 +376,20 @@ class SlackApprover:
                 app.tick()
         if app.stopping.is_set() and pending.state not in ("started", "rejected"):
             raise KeyboardInterrupt
-        return pending.state == "started"
+        by = pending.decided_by
+        if pending.state == "started":
+            self._journal("approved", f"approved by slack:{by} in Slack: {prompt}", user=by)
+            return True
+        if pending.state == "rejected":
+            self._journal("rejected", f"rejected by slack:{by} in Slack: {prompt}", user=by)
+            raise errors.PermanentActionError(
+                f"approval rejected in Slack by <@{by}>: {prompt}", hint=again
+            )
+        self._journal("expired", f"nobody decided within 10 minutes: {prompt}")
+        raise errors.PermanentActionError(
+            f"approval expired in Slack: nobody pressed Approve within 10 minutes: {prompt}",
+            hint=again,
+        )
 
 
 def run(app: SlackCommands, pending: approvals_mod.Pending, note: str) -> None:
@@ -372,6 +410,7 @@ def run(app: SlackCommands, pending: approvals_mod.Pending, note: str) -> None:
         confirm=approver,
         interactive=True,
     )
+    approver.journal = ws.journal
     meta = {
         "slack": {
             "channel": channel,

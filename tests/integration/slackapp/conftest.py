@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ import pytest
 
 from crystal_runbook import sandbox
 from crystal_runbook.engine import journal as journal_mod
+from crystal_runbook.server import app as serve_app
+from crystal_runbook.service.workspace import Workspace
 from crystal_runbook.testing.slack_requests import SlackAppClient
 from crystal_runbook.testing.slack_server import SlackServer
 from tests.conftest import REPO
@@ -65,6 +68,8 @@ class Stack:
         self.slack = SlackServer().start()
         self.slack.usergroups["S0ONCALL"] = [BOB]
         self.proc: subprocess.Popen[str] | None = None
+        self.runbooks = REPO / "runbooks"
+        self.here: tuple[serve_app.Built, threading.Thread, Workspace] | None = None
         self.clients: list[SlackAppClient] = []
         self.port = 0
         self.log = root / "serve.log"
@@ -103,7 +108,7 @@ class Stack:
         """Start `serve` and wait until it listens."""
         with self.log.open("w") as log:
             self.proc = subprocess.Popen(
-                [str(BIN / "crystal-runbook"), "--runbooks", str(REPO / "runbooks"), "serve",
+                [str(BIN / "crystal-runbook"), "--runbooks", str(self.runbooks), "serve",
                  "--host", "127.0.0.1", "--port", "0", *args],
                 cwd=self.root,
                 env=self.env(**env),
@@ -115,6 +120,30 @@ class Stack:
         client = SlackAppClient(f"http://127.0.0.1:{self.port}", SECRET)
         self.clients.append(client)
         return client
+
+    def serve_here(self, monkeypatch: pytest.MonkeyPatch) -> tuple[SlackAppClient, serve_app.Built]:
+        """`serve --slack` in this process (its parts, e.g. ``commands.approvals``, can then
+        be looked at and tuned), listening on a free port; stopped by ``close``."""
+        for name in [k for k in os.environ if k.startswith(("CRYSTAL_", "SLACK_"))]:
+            monkeypatch.delenv(name)
+        for name, value in self.env().items():
+            if name.startswith("SLACK_"):
+                monkeypatch.setenv(name, value)
+        ws = Workspace(
+            state_dir=self.root / ".crystal",
+            inventory_dir=self.root / "inventory",
+            runbooks_dir=self.runbooks,
+            env=None,
+        )
+        options = serve_app.ServeOptions(host="127.0.0.1", port=0, slack=True, grace=5.0)
+        built = serve_app.build(ws, options)
+        thread = threading.Thread(target=built.server.run, name="serve-here", daemon=True)
+        thread.start()
+        wait_for(lambda: built.http.port, 30, "serve to listen")
+        self.here = (built, thread, ws)
+        client = SlackAppClient(f"http://127.0.0.1:{built.http.port}", SECRET)
+        self.clients.append(client)
+        return client, built
 
     def _listening(self) -> str | None:
         assert self.proc is not None
@@ -137,6 +166,12 @@ class Stack:
         for client in self.clients:
             client.close()
         self.stop()
+        if self.here is not None:
+            built, thread, ws = self.here
+            built.server.stopping.set()
+            thread.join(30)
+            ws.close()
+            self.here = None
         self.slack.stop()
         errors = list(self.sb.internal_errors)
         self.sb.stop()
