@@ -1,5 +1,5 @@
 """`python -m crystal_runbook` is the same as the `crystal-runbook` console script."""
 
-from crystal_runbook.cli import main
+from crystal_runbook import process
 
-main()
+process.main()

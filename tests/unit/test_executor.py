@@ -5,13 +5,15 @@ from __future__ import annotations
 import _thread
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
 from crystal_runbook import errors, service, testing
-from crystal_runbook.engine import locks
+from crystal_runbook.engine import journal, locks
 from crystal_runbook.testing import actions as fakes
 
 Write = Callable[[str, str], Path]
@@ -358,3 +360,71 @@ class TestSecrets:
         for secret in (token, "hunter2pass", "s3cr3t-value-42"):
             assert secret not in dump
         assert "*****" in dump
+
+
+class Warmed(fakes.FakeNoop):
+    """A read-only fake whose ``warm`` records the thread and the time it ran on."""
+
+    name = "fake.warmed"
+    calls: ClassVar[list[tuple[str, float]]] = []
+
+    def warm(self) -> None:
+        Warmed.calls.append((threading.current_thread().name, time.time()))
+
+
+class TestWarmUp:
+    """While a step waits for its change to settle, the later steps' actions warm up."""
+
+    def test_later_actions_warm_during_the_wait(
+        self, workspace: service.Workspace, write_runbook: Write
+    ) -> None:
+        """The read-only step after a slow verify was warmed on another thread, during it."""
+        Warmed.calls.clear()
+        workspace.registry.register(Warmed)
+        write_runbook(
+            "settle",
+            """
+            apiVersion: crystal-runbook/v1
+            kind: Runbook
+            name: settle
+            steps:
+              - {id: a, uses: fake.set, with: {key: a, value: "1", verify_delay: 0.5}}
+              - {id: b, uses: fake.warmed}
+        """,
+        )
+        result = service.runs.run(workspace, "settle", {})
+        assert result.run.status == "ok", result.run.error
+        assert len(Warmed.calls) == 1
+        thread, at = Warmed.calls[0]
+        assert thread == "warm-up"
+        step_a = result.run.steps[0]
+        assert step_a.started_at is not None
+        assert step_a.ended_at is not None
+        assert journal.parse_iso(step_a.started_at).timestamp() <= at
+        assert at <= journal.parse_iso(step_a.ended_at).timestamp() + 0.001
+
+    def test_a_failing_warm_up_is_harmless(
+        self, workspace: service.Workspace, write_runbook: Write
+    ) -> None:
+        """An action whose warm-up raises still runs: warming is only an optimisation."""
+
+        class Broken(fakes.FakeNoop):
+            name = "fake.broken-warm"
+
+            def warm(self) -> None:
+                raise RuntimeError("cannot warm")
+
+        workspace.registry.register(Broken)
+        write_runbook(
+            "settle",
+            """
+            apiVersion: crystal-runbook/v1
+            kind: Runbook
+            name: settle
+            steps:
+              - {id: a, uses: fake.set, with: {key: a, value: "1", verify_delay: 0.1}}
+              - {id: b, uses: fake.broken-warm}
+        """,
+        )
+        result = service.runs.run(workspace, "settle", {})
+        assert result.run.status == "ok", result.run.error

@@ -3,6 +3,7 @@
 Read-only. Satisfied when the URL (default: the target's `health_url`) answers with an
 expected status (and, if asked, a body containing a string) within the timeout. The
 executor retries it with the step's `retry:`; each attempt's status and latency are evidence.
+Requests go through the process's one HTTP client (``web``): no new TLS context per attempt.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from crystal_runbook import errors
+from crystal_runbook import errors, web
 from crystal_runbook.engine.registry import Action, Args, Check, StepContext
 
 
@@ -33,6 +34,10 @@ class Health(Action):
     outputs = ("url", "status", "latency_ms")
     poll_interval = 2.0
 
+    def warm(self) -> None:
+        """Load httpx and open the process's client (its TLS context costs tens of ms)."""
+        web.client()
+
     def check(self, args: Any, ctx: StepContext) -> Check:
         import httpx
 
@@ -46,7 +51,9 @@ class Health(Action):
             raise errors.PermanentActionError(f"health URL {str(url)[:100]!r} is not http(s)")
         started = time.monotonic()
         try:
-            response = httpx.request(args.method, url, timeout=args.timeout, follow_redirects=True)
+            response = web.client().request(
+                args.method, url, timeout=args.timeout, follow_redirects=True
+            )
         except httpx.HTTPError as exc:
             took = (time.monotonic() - started) * 1000
             return Check(

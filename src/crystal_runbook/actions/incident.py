@@ -16,7 +16,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -25,7 +25,9 @@ from crystal_runbook.engine import journal as journal_mod
 from crystal_runbook.engine.model import MAX_INPUT_LENGTH
 from crystal_runbook.engine.registry import Action, Args, Change, Check, Outcome, StepContext
 from crystal_runbook.engine.secrets import Redactor
-from crystal_runbook.incident import files, generate
+
+if TYPE_CHECKING:  # loaded by the first check (or ``warm``), not when a runbook is validated
+    from crystal_runbook.incident import generate
 
 SETTLE_SECONDS = 30.0
 """At most this long the document waits for notifications still being delivered."""
@@ -63,6 +65,12 @@ class IncidentWrite(Action):
         """Set by the service layer: waits (up to the seconds given) for notifications still
         being delivered in the background, so the document says whether users were told."""
 
+    def warm(self) -> None:
+        """Load the document generator, compile its template and load the chart's fonts."""
+        from crystal_runbook.incident import generate
+
+        generate.warm()
+
     def check(self, args: Any, ctx: StepContext) -> Check:
         directory = self._directory(args, ctx)
         if ctx.dry_run:
@@ -88,6 +96,8 @@ class IncidentWrite(Action):
         )
 
     def apply(self, args: Any, ctx: StepContext, check: Check) -> Outcome:
+        from crystal_runbook.incident import generate
+
         directory = self._directory(args, ctx)
         rendered = self._render(args, ctx, directory, draw=args.chart)
         try:
@@ -111,11 +121,15 @@ class IncidentWrite(Action):
 
     @staticmethod
     def _directory(args: Any, ctx: StepContext) -> Path:
+        from crystal_runbook.incident import files
+
         return Path(args.directory) if args.directory else ctx.state_dir / files.DIRECTORY
 
     def _render(
         self, args: Any, ctx: StepContext, directory: Path, *, draw: bool
     ) -> generate.Rendered:
+        from crystal_runbook.incident import generate
+
         if self.settle_notifications is not None:
             left = SETTLE_SECONDS if ctx.deadline is None else ctx.deadline - time.monotonic()
             if not self.settle_notifications(max(0.0, min(SETTLE_SECONDS, left / 2))):

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -29,9 +29,12 @@ from crystal_runbook import errors
 from crystal_runbook.engine.inventory import Target
 from crystal_runbook.engine.model import MAX_INPUT_LENGTH, Duration
 from crystal_runbook.engine.registry import Action, Args, Check, StepContext
-from crystal_runbook.triggers import evaluator as evaluator_mod
-from crystal_runbook.triggers import loader, model, scrape
-from crystal_runbook.triggers.sources import SourceKind, SourceSpec, open_source
+from crystal_runbook.triggers import model
+from crystal_runbook.triggers.sources import SourceKind, SourceSpec
+
+if TYPE_CHECKING:  # loaded by the first check (or ``warm``), not when a runbook is validated
+    from crystal_runbook.triggers import evaluator as evaluator_mod
+    from crystal_runbook.triggers import loader, scrape
 
 MEMORY_STEPS = 32
 """Steps whose rule states are remembered between polls (oldest forgotten first)."""
@@ -86,7 +89,7 @@ class MetricsCheck(Action):
     outputs = ("rule", "state", "value", "threshold")
     default_timeout = 300.0
     poll_interval = 5.0
-    triggers_path: ClassVar[Path] = Path("inventory") / loader.FILENAME
+    triggers_path: ClassVar[Path] = Path("inventory") / model.FILENAME
 
     def __init__(self) -> None:
         self.triggers_file: Path = self.triggers_path
@@ -94,8 +97,24 @@ class MetricsCheck(Action):
         self._memory: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
         self._rings: OrderedDict[tuple[str, tuple[str, ...], str], scrape.Ring] = OrderedDict()
         self._rings_lock = threading.Lock()
+        self._files: dict[Path, tuple[tuple[int, int], loader.LoadedTriggers]] = {}
+
+    def warm(self) -> None:
+        """Load the trigger machinery, the Prometheus text parser, the HTTP client and the
+        workspace's triggers file."""
+        import prometheus_client.parser  # noqa: F401 - loaded now, used by the first scrape
+
+        from crystal_runbook import web
+        from crystal_runbook.triggers import evaluator, scrape  # noqa: F401 - loaded now
+
+        web.client()
+        self._load(self.triggers_file)
 
     def check(self, args: Any, ctx: StepContext) -> Check:
+        from crystal_runbook.triggers import evaluator as evaluator_mod
+        from crystal_runbook.triggers import scrape
+        from crystal_runbook.triggers.sources import open_source
+
         bound = self._bind(args, ctx)
         memory = self._remember(ctx)
         ev = evaluator_mod.Evaluator(bound, states=memory.setdefault("states", {}))
@@ -150,6 +169,8 @@ class MetricsCheck(Action):
 
         A dry run (`plan`, `health`) gets a fresh ring: its run id is not unique.
         """
+        from crystal_runbook.triggers import scrape
+
         if ctx.dry_run:
             return scrape.Ring()
         key = (ctx.run_id, spec.urls or (spec.url,), spec.job)
@@ -170,7 +191,25 @@ class MetricsCheck(Action):
             self._memory.popitem(last=False)
         return memory
 
+    def _load(self, path: Path) -> loader.LoadedTriggers:
+        """The triggers file, parsed again only when it changed (size or modification time)."""
+        from crystal_runbook.triggers import loader
+
+        try:
+            stat = path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            return loader.load(path)  # the loader says what is wrong with the path
+        cached = self._files.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        loaded = loader.load(path)
+        self._files[path] = (stamp, loaded)
+        return loaded
+
     def _bind(self, args: Any, ctx: StepContext) -> loader.Bound:
+        from crystal_runbook.triggers import loader
+
         if ctx.service is None:
             raise errors.PermanentActionError(
                 "metrics.check needs the run's service (a runbook parameter named `service`)"
@@ -181,8 +220,7 @@ class MetricsCheck(Action):
             target = None
         if args.rule is not None:
             path = Path(args.triggers) if args.triggers else self.triggers_file
-            loaded = loader.load(path)
-            bound = loader.bind(loaded, ctx.service, ctx.env, target)
+            bound = loader.bind(self._load(path), ctx.service, ctx.env, target)
             one = bound.rule(args.rule)
             return loader.Bound(bound.service, bound.env, bound.path, (one,), bound.specs)
         inline = model.Rule(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -146,6 +146,14 @@ class Action:
     def verify(self, args: Any, ctx: StepContext, outcome: Outcome | None) -> Check:
         raise NotImplementedError
 
+    def warm(self) -> None:
+        """Load now what the first ``check`` would load (modules, clients, files).
+
+        Called on a background thread while an earlier step waits (a rollout), so that this
+        step's first check does not pay for it on the critical path; best effort (errors
+        are ignored: the check meets them again). Must be safe to call from any thread.
+        """
+
 
 class Args(BaseModel):
     """Base of actions' argument models: unknown keys are errors."""
@@ -176,9 +184,17 @@ BUILTIN: dict[str, str] = {
 class Registry:
     """Maps `uses:` names to action classes; loads their modules on first use."""
 
-    def __init__(self, entries: Mapping[str, str | type[Action]] | None = None) -> None:
+    def __init__(
+        self,
+        entries: Mapping[str, str | type[Action]] | None = None,
+        *,
+        configure: Callable[[Action], None] | None = None,
+    ) -> None:
         self._entries: dict[str, str | type[Action]] = dict(BUILTIN if entries is None else entries)
         self._loaded: dict[str, Action] = {}
+        self._configure = configure
+        """Called with each action instance when it is created (the workspace wires it)."""
+        self._lock = threading.Lock()
 
     def names(self) -> list[str]:
         return sorted(self._entries)
@@ -197,8 +213,9 @@ class Registry:
         Raises:
             errors.InputError: unknown name (with the closest known names).
         """
-        if name in self._loaded:
-            return self._loaded[name]
+        found = self._loaded.get(name)
+        if found is not None:
+            return found
         entry = self._entries.get(name)
         if entry is None:
             raise errors.InputError(unknown_action_message(name, self.names()))
@@ -207,9 +224,21 @@ class Registry:
             cls = getattr(importlib.import_module(module_name), attr)
         else:
             cls = entry
-        instance: Action = cls()
-        self._loaded[name] = instance
-        return instance
+        with self._lock:  # one instance per name, also when a warm-up thread loads it too
+            if name not in self._loaded:
+                instance: Action = cls()
+                if self._configure is not None:
+                    self._configure(instance)
+                self._loaded[name] = instance
+            return self._loaded[name]
+
+    def warm(self, names: Iterable[str]) -> None:
+        """Load the actions named and let each ``warm`` up (best effort: errors ignored)."""
+        for name in dict.fromkeys(names):
+            try:
+                self.get(name).warm()
+            except Exception:  # noqa: BLE001, S112 - warming is an optimisation; the step meets the error itself
+                continue
 
 
 def unknown_action_message(name: str, known: list[str]) -> str:

@@ -65,6 +65,8 @@ class RunState:
     """Whether the run is in the journal yet (its lock is taken before it is created)."""
     early_warnings: list[str] = field(default_factory=list)
     """Warnings raised before the run was journalled (a lock taken over), kept for it."""
+    warmed: bool = False
+    """Whether the later steps' actions were warmed up (once per run, see ``_warm_later``)."""
 
     def template_vars(self) -> dict[str, Any]:
         return template_vars(
@@ -277,6 +279,7 @@ class StepRunner:
         if action.verifies:
             rec.status = "verifying"
             self.save(state, rec, "verifying")
+            warming = self._warm_later(state, rec)
             verified = self._poll(
                 state,
                 rec,
@@ -285,9 +288,29 @@ class StepRunner:
                 ctx=ctx,
                 what="verify",
             )
+            if warming is not None:  # normally long done: the wait took longer
+                warming.join()
             outputs.update(verified.outputs)
             rec.evidence = {**rec.evidence, **verified.evidence}
         self._done(state, rec, outputs, outcome)
+
+    def _warm_later(self, state: RunState, rec: journal_mod.StepRecord) -> threading.Thread | None:
+        """While this step waits for the world (a rollout), load what the later steps and
+        the `on_failure` steps will need (``Action.warm``) on a background thread, once per
+        run: the wait is idle time, the loading would otherwise come after it."""
+        if state.warmed or rec.phase != "main":
+            return None
+        state.warmed = True
+        runbook = state.request.loaded.runbook
+        later = [s.uses for s in runbook.steps[rec.index + 1 :]]
+        later += [s.uses for s in runbook.on_failure]
+        if not later:
+            return None
+        thread = threading.Thread(
+            target=self.registry.warm, args=(later,), name="warm-up", daemon=True
+        )
+        thread.start()
+        return thread
 
     def _done(
         self,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from crystal_runbook.engine import journal
 from crystal_runbook.engine.secrets import Redactor
-from crystal_runbook.incident import build, chart, facts, files, markdown, model
+from crystal_runbook.incident import build, chart, facts, files, markdown, model, plot
 
 RELATED_RUNS = 20
 """Earlier runs of the same service read for the review fields (release, incident count)."""
@@ -114,6 +114,13 @@ def prepare(
         spec=chart.spec_for(view, rollback_end=end or (cut[-1].at if cut else None)),
         alive=alive,
     )
+
+
+def warm() -> None:
+    """Compile the Markdown template and load the chart's library and fonts (see
+    ``Action.warm``: done while an earlier step waits, so writing the document is quick)."""
+    markdown.template()
+    plot.warm()
 
 
 def render(prepared: Prepared, *, redactor: Redactor, draw: bool = True) -> Rendered:

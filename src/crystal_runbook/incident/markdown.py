@@ -69,7 +69,11 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def template() -> jinja2.Template:
+    """The compiled template (compiled once per process)."""
+    return _environment().get_template(TEMPLATE)
+
+
 def render(doc: Document, *, chart_file: str | None) -> str:
     """The Markdown of ``doc``; ``chart_file`` is the chart's name relative to the document."""
-    template = _environment().get_template(TEMPLATE)
-    return template.render(doc=doc, chart_file=chart_file).rstrip("\n") + "\n"
+    return template().render(doc=doc, chart_file=chart_file).rstrip("\n") + "\n"

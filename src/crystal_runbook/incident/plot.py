@@ -12,6 +12,7 @@ Pillow is imported inside ``Canvas`` only: `--help` and runs without a chart nev
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import math
@@ -121,7 +122,6 @@ class Canvas:
         self.x_range, self.y_range = x_range, y_range
         self.image: Image.Image = Image.new("RGB", (width * SCALE, height * SCALE), "white")
         self.draw: ImageDraw.ImageDraw = ImageDraw.Draw(self.image)
-        self._fonts: dict[int, ImageFont.FreeTypeFont | ImageFont.ImageFont] = {}
 
     # -- coordinates --------------------------------------------------------------------------
 
@@ -136,11 +136,7 @@ class Canvas:
         )
 
     def font(self, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-        from PIL import ImageFont
-
-        if size not in self._fonts:
-            self._fonts[size] = ImageFont.load_default(size=size * SCALE)
-        return self._fonts[size]
+        return _font(size)
 
     # -- marks in data coordinates, clipped to the plot box -----------------------------------
 
@@ -257,6 +253,26 @@ class Canvas:
         out = io.BytesIO()
         self.image.reduce(SCALE).save(out, format="PNG")
         return out.getvalue()
+
+
+FONT_SIZES = (11, 12, 13, 14)
+"""Text sizes (final pixels) the chart uses: legend, ticks, axis titles, title."""
+
+
+@functools.cache
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's own scalable font at ``size`` final pixels (no system font needed)."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size * SCALE)
+
+
+def warm() -> None:
+    """Load Pillow and the fonts now (see ``generate.warm``)."""
+    from PIL import Image, ImageDraw, PngImagePlugin  # noqa: F401 - loaded now, used to draw
+
+    for size in FONT_SIZES:
+        _font(size)
 
 
 def _dashes(

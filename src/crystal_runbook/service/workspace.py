@@ -50,13 +50,16 @@ def default_actor() -> str:
         return "unknown"
 
 
-def build_registry(extra_modules: Iterable[str] = ()) -> Registry:
-    """The built-in actions plus those of ``extra_modules``.
+def build_registry(
+    extra_modules: Iterable[str] = (), *, configure: Callable[[Action], None] | None = None
+) -> Registry:
+    """The built-in actions plus those of ``extra_modules``; ``configure`` wires each action
+    when it is first loaded.
 
     Raises:
         errors.ConfigurationError: a module cannot be imported or has no ``ACTIONS``.
     """
-    registry = Registry()
+    registry = Registry(configure=configure)
     for entry in extra_modules:
         name = entry.strip()
         if not name:
@@ -95,23 +98,29 @@ class Workspace:
 
     @cached_property
     def registry(self) -> Registry:
-        from crystal_runbook.actions import incident as incident_action
-        from crystal_runbook.actions import metrics
-        from crystal_runbook.actions import slack as slack_action
+        return build_registry(self.action_modules, configure=self._wire)
 
-        registry = build_registry(self.action_modules)
-        checker = registry.get("metrics.check") if "metrics.check" in registry else None
-        if isinstance(checker, metrics.MetricsCheck):  # its rules: this workspace's triggers
-            checker.triggers_file = self.inventory_dir / "triggers.yaml"
-        notifier = registry.get("slack.notify") if "slack.notify" in registry else None
-        if isinstance(notifier, slack_action.Notify):  # Slack or, without a token, the outbox
-            notifier.notifier = self.notifier
-        writer = registry.get("incident.write") if "incident.write" in registry else None
-        if isinstance(writer, incident_action.IncidentWrite):  # this workspace's journal
-            writer.journal = lambda: self.journal
-            writer.redactor = self.redactor
-            writer.settle_notifications = self._settle_notifications
-        return registry
+    def _wire(self, action: Action) -> None:
+        """Give a built-in action what it needs from this workspace, when it is first loaded
+        (its module is loaded by then, so nothing is imported here before it is needed)."""
+        module = type(action).__module__
+        if module == "crystal_runbook.actions.metrics":
+            from crystal_runbook.actions import metrics
+
+            if isinstance(action, metrics.MetricsCheck):  # its rules: this workspace's triggers
+                action.triggers_file = self.inventory_dir / "triggers.yaml"
+        elif module == "crystal_runbook.actions.slack":
+            from crystal_runbook.actions import slack as slack_action
+
+            if isinstance(action, slack_action.Notify):  # Slack or, without a token, the outbox
+                action.notifier = self.notifier
+        elif module == "crystal_runbook.actions.incident":
+            from crystal_runbook.actions import incident as incident_action
+
+            if isinstance(action, incident_action.IncidentWrite):  # this workspace's journal
+                action.journal = lambda: self.journal
+                action.redactor = self.redactor
+                action.settle_notifications = self._settle_notifications
 
     @cached_property
     def notifier(self) -> slack_notify.Notifier:

@@ -28,7 +28,7 @@ from crystal_runbook.engine.inventory import Target
 from crystal_runbook.triggers import model, promql, sqlsource
 from crystal_runbook.triggers.sources import SourceKind, SourceSpec
 
-FILENAME = "triggers.yaml"
+FILENAME = model.FILENAME
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from crystal_runbook.triggers.sources import SourceKind
 
 API_VERSION = "crystal-runbook/v1"
 KIND = "Triggers"
+FILENAME = "triggers.yaml"
+"""The file's name in the inventory directory."""
 MAX_QUERY_LENGTH = 4000
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]

@@ -1,4 +1,4 @@
-"""The `prometheus` source: Prometheus' HTTP API through httpx.
+"""The `prometheus` source: Prometheus' HTTP API through the process's httpx client (``web``).
 
 An instant query per rule per evaluation (``/api/v1/query``), and at start a
 ``/api/v1/query_range`` over the last ``for`` window, so that a restarted `watch` keeps the
@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from crystal_runbook import web
 from crystal_runbook.engine.secrets import Redactor
 from crystal_runbook.triggers.promql import Labels, Series
 from crystal_runbook.triggers.sources import (
@@ -32,15 +33,10 @@ class PrometheusSource:
     kind: SourceKind = "prometheus"
 
     def __init__(self, spec: SourceSpec, *, redactor: Redactor) -> None:
-        import httpx
-
         self.spec = spec
         self.redactor = redactor
         self.base = spec.url.rstrip("/")
-        self._client: httpx.Client = httpx.Client(
-            timeout=httpx.Timeout(spec.timeout),
-            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
-        )
+        self._client: httpx.Client = web.client()
 
     def refresh(self, now: float) -> None:
         return None
@@ -77,7 +73,7 @@ class PrometheusSource:
         return sorted(by_time.items())
 
     def close(self) -> None:
-        self._client.close()
+        """Nothing to release: the HTTP client is the process's (``web``)."""
 
     def _post(self, path: str, form: dict[str, str]) -> dict[str, Any]:
         import httpx
@@ -85,7 +81,7 @@ class PrometheusSource:
         url = self.base + path
         shown = self.redactor.text(self.base)
         try:
-            response = self._client.post(url, data=form)
+            response = self._client.post(url, data=form, timeout=self.spec.timeout)
         except httpx.TimeoutException:
             raise SourceUnavailable(
                 f"prometheus at {shown} did not answer within {self.spec.timeout:g}s",

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from crystal_runbook import web
 from crystal_runbook.engine.secrets import Redactor
 from crystal_runbook.triggers import promql
 from crystal_runbook.triggers.promql import Labels, Series
@@ -158,17 +159,13 @@ class ScrapeSource:
         needs_history: bool = False,
         ring: Ring | None = None,
     ) -> None:
-        import httpx
-
         self.spec = spec
         self.redactor = redactor
         self.targets = list(spec.urls or (spec.url,))
         self.needs_history = needs_history
         self.ring = ring if ring is not None else Ring()
         self._parsed: dict[str, promql.Node] = {}
-        self._client: httpx.Client = httpx.Client(
-            timeout=httpx.Timeout(spec.timeout), follow_redirects=True
-        )
+        self._client: httpx.Client = web.client()
         self._pool = (
             ThreadPoolExecutor(max_workers=min(8, len(self.targets)), thread_name_prefix="scrape")
             if len(self.targets) > 1
@@ -201,7 +198,12 @@ class ScrapeSource:
         started = time.time()
         shown = self.redactor.text(target)
         try:
-            response = self._client.get(target, headers={"Accept": "text/plain"})
+            response = self._client.get(
+                target,
+                headers={"Accept": "text/plain"},
+                timeout=self.spec.timeout,
+                follow_redirects=True,
+            )
             if response.status_code != 200:
                 raise SourceUnavailable(f"{shown} answered HTTP {response.status_code}")
             if len(response.content) > MAX_BODY:
@@ -275,6 +277,6 @@ class ScrapeSource:
         return node
 
     def close(self) -> None:
+        """Stop the scrape threads (the HTTP client is the process's: it stays open)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        self._client.close()

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from crystal_runbook import errors
 from crystal_runbook.engine.secrets import Redactor
-from crystal_runbook.triggers.promql import Series
+
+if TYPE_CHECKING:  # the PromQL parser is loaded by the sources that evaluate PromQL
+    from crystal_runbook.triggers.promql import Series
 
 SourceKind = Literal["prometheus", "sql", "scrape"]
 KINDS: tuple[SourceKind, ...] = ("prometheus", "sql", "scrape")
