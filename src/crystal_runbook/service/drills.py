@@ -61,8 +61,12 @@ def run(
     allow_production: bool = False,
     reason: str = "",
     meta: dict[str, Any] | None = None,
+    run_meta: dict[str, Any] | None = None,
 ) -> executor_mod.RunResult:
     """Run the drill of ``service`` in the workspace's environment (or finish an unfinished one).
+
+    ``meta`` goes into the run's ``drill`` metadata (how it was triggered); ``run_meta``
+    beside it (a run from Slack: its ``slack`` origin, as for Slack rollbacks).
 
     Raises (before anything changed):
         errors.TargetNotFound: unknown service or environment (exit 2).
@@ -78,7 +82,7 @@ def run(
         {"service": service, "reason": reason},
         allow_paths=False,
         drill=True,
-        meta={"drill": {"trigger": "manual", **(meta or {})}},
+        meta={**(run_meta or {}), "drill": {"trigger": "manual", **(meta or {})}},
     )
     if env in req.loaded.runbook.confirm:
         _production(ws, service, env, allow_production=allow_production)
@@ -87,6 +91,18 @@ def run(
     if pending is not None:
         return _finish(ws, pending, service, env)
     return ws.executor(req).run(req)
+
+
+def check_allowed(ws: Workspace, service: str, env: str, *, allow_production: bool) -> None:
+    """Refuse, as ``run`` would before anything changes, a drill that may not run in ``env``
+    (a production environment needs drills.yaml's ``allow_production`` and the operator's).
+
+    Raises:
+        errors.InputError: drills.yaml does not allow it there (exit 2).
+        errors.ConfirmationRequired: production without ``allow_production`` (exit 4).
+    """
+    if env in ws.load_runbook(RUNBOOK, allow_paths=False).runbook.confirm:
+        _production(ws, service, env, allow_production=allow_production)
 
 
 def _production(ws: Workspace, service: str, env: str, *, allow_production: bool) -> None:

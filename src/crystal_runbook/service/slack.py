@@ -24,7 +24,6 @@ in ``service.slackjobs``.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -45,7 +44,8 @@ log = logging.getLogger("crystal_runbook.slack")
 REFUSALS = "slack"
 """Run id under which refusals and decisions that belong to no run are journalled."""
 RUNBOOKS = {"rollback": "rollback", "scale": "scale-up", "drill": "drill"}
-"""The runbook each mutating command runs (the CLI's `rollback` and `scale` run the same)."""
+"""The runbook each mutating command runs (the CLI's `rollback`, `scale` and `drill` run the
+same; a drill through ``service.drills``, as `crystal-runbook drill` does)."""
 STATUS_LIMIT = 50
 """Runs `status` and `runs` look at (newest first)."""
 
@@ -265,12 +265,6 @@ class SlackCommands:
         if not decision.allowed:
             raise errors.InputError(decision.reason)
         cmd = dataclasses.replace(cmd, env=env)
-        if cmd.name == "drill" and not drills_available():
-            return Reply(
-                f":construction: `drill` is not available yet in this version of "
-                f"crystal-runbook; nothing ran. Practise with `/crystal rollback "
-                f"{cmd.service} sandbox`."
-            )
         from crystal_runbook.service import slackjobs
 
         job = slackjobs.job_for(self, inv, cmd)
@@ -407,11 +401,6 @@ class SlackCommands:
         self.stopping.set()
         for pending in self.approvals.waiting():
             pending.done.set()
-
-
-def drills_available() -> bool:
-    """Whether this version has rollback drills (``service.drills``)."""
-    return importlib.util.find_spec("crystal_runbook.service.drills") is not None
 
 
 def actor(user_id: str, user_name: str) -> str:

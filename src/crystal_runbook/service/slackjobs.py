@@ -31,7 +31,7 @@ from crystal_runbook.engine import durations
 from crystal_runbook.engine import journal as journal_mod
 from crystal_runbook.engine.events import Event
 from crystal_runbook.service import approvals as approvals_mod
-from crystal_runbook.service import oncall, runs, slackparse
+from crystal_runbook.service import drills, oncall, runs, slackparse
 from crystal_runbook.service.slack import (
     RUNBOOKS,
     Button,
@@ -110,6 +110,11 @@ def job_for(app: SlackCommands, inv: Invocation, cmd: slackparse.Command) -> Cal
     return lambda: propose(app, inv, cmd)
 
 
+def runbook_service(cmd: slackparse.Command) -> str:
+    assert cmd.service is not None  # noqa: S101 - the grammar requires it for mutations
+    return cmd.service
+
+
 def _runbook(cmd: slackparse.Command) -> tuple[str, dict[str, Any]]:
     if cmd.name == "rollback":
         return RUNBOOKS["rollback"], {"service": cmd.service, "reason": cmd.reason}
@@ -137,6 +142,8 @@ def propose(app: SlackCommands, inv: Invocation, cmd: slackparse.Command) -> Non
     runbook, params = _runbook(cmd)
     ws = workspace_for(app.base, actor=actor(inv.user_id, inv.user_name), env=cmd.env)
     try:
+        if cmd.name == "drill":  # production: the Confirm is the operator's permission
+            drills.check_allowed(ws, runbook_service(cmd), cmd.env, allow_production=True)
         _request, planned = runs.plan(ws, runbook, params)
     except errors.CrystalError as exc:
         app.refuse(inv.user_id, inv.user_name, exc.message, command=cmd.describe())
@@ -420,8 +427,19 @@ def run(app: SlackCommands, pending: approvals_mod.Pending, note: str) -> None:
             "approved_by": pending.approved_by,
         }
     }
+    params = dict(data["params"])
     try:
-        result = runs.run(ws, str(data["runbook"]), dict(data["params"]), meta=meta)
+        if pending.command == "drill":  # as `crystal-runbook drill` runs it
+            result = drills.run(
+                ws,
+                str(params["service"]),
+                allow_production=True,  # Confirm (and Approve) were the operator's yes
+                reason=str(params.get("reason") or ""),
+                meta={"trigger": "slack"},
+                run_meta=meta,
+            )
+        else:
+            result = runs.run(ws, str(data["runbook"]), params, meta=meta)
     except KeyboardInterrupt:
         _post(
             app,

@@ -169,3 +169,44 @@ class TestShutdown:
         (run,) = stack.runs()
         assert run.status == "interrupted", dump(stack)
         assert "interrupting" in dump(stack)
+
+
+class TestDrillFromSlack:
+    def test_a_drill_runs_as_the_cli_runs_it_and_restores_the_baseline(self, stack: Stack) -> None:
+        """`/crystal drill maia sandbox`: plan, Confirm, then the same drill as `crystal-runbook
+        drill` (journalled as a drill, triggered from Slack); the sandbox ends on its baseline."""
+        app = stack.serve("--slack")
+        answer = app.command("drill maia sandbox", user_id=ALICE, response_url=stack.slack.response_url("command"))
+        assert answer.seconds < 3.0
+        assert "Planning `drill maia sandbox`" in answer.text, answer.body
+        confirm = stack.confirm_message()
+        assert "<@U0ALICE> asks to run `drill maia sandbox`" in confirm.text
+        assert "revision: 2 -> 1" in str(confirm.blocks)  # the rollback phase, from the plan
+        assert stack.runs() == []
+        app.press("confirm", buttons(confirm)["confirm"], user_id=ALICE, user_name="alice",
+                  message_ts=confirm.ts)
+        run = stack.finished_run(timeout=90)
+        assert run.status == "ok", dump(stack)
+        assert run.drill
+        assert run.runbook == "drill"
+        assert run.actor == "slack:U0ALICE (alice)"
+        assert run.meta["drill"]["trigger"] == "slack"
+        assert run.meta["slack"]["confirmed_by"] == ALICE
+        stack.cluster.wait_rolled_out()
+        assert stack.cluster.image() == CURRENT  # rolled back, then restored
+        wait_for(lambda: [t for t in thread_of(stack, confirm.ts) if f"Run `{run.id}`" in t], 20,
+                 "the result in the thread")
+
+    def test_production_drills_need_drills_yaml_even_from_slack(self, stack: Stack) -> None:
+        """Allowed by access.yaml but not by drills.yaml: refused before any confirm message."""
+        (stack.root / "inventory" / "access.yaml").write_text(
+            "environments:\n  production:\n    allow:\n"
+            f"      - {{commands: [drill], users: [{ALICE}], channels: ['*']}}\n"
+        )
+        app = stack.serve("--slack")
+        app.command("drill maia production", user_id=ALICE, response_url=stack.slack.response_url("command"))
+        answer = wait_for(lambda: stack.slack.answers("command"), 20, "the refusal")[0]
+        assert "does not allow drills of maia there" in answer["text"], answer
+        assert [m for m in stack.slack.posted(CHANNEL) if buttons(m)] == []
+        assert stack.runs() == []
+        assert any("does not allow drills" in str(e.data.get("reason")) for e in stack.refusals())
