@@ -2,8 +2,10 @@
 
 What the reviewer wants to see at a glance: the metric crossing its threshold, when the
 rule started to hold and fired, and when the rollback started and ended, with the metric
-coming back. The values are the journal's: the trigger's window (`meta.trigger`) and the
-verification steps' polls of the same rule (`metrics.check` evidence).
+coming back. The values are the journal's: the trigger's window (`meta.trigger`), or for a
+rollback started by hand the history its `incident.write` step read from the metrics source
+(drawn from the release to the document), and the verification steps' polls of the same
+rule (`metrics.check` evidence). The y axis starts at 0 for metrics that are never negative.
 
 It is drawn with Pillow through ``plot`` (imported only to draw): matplotlib cost 0.7 s of
 import alone in the middle of a rollback, Pillow about a tenth of it.
@@ -28,6 +30,7 @@ VERIFY_COLOR = "#2e7d32"
 THRESHOLD_COLOR = "#c00000"
 PENDING_COLOR = "#ef6c00"
 FIRING_COLOR = "#c00000"
+RELEASE_COLOR = "#616161"
 ROLLBACK_SHADE = "#e2eee3"
 """The rollback's span: its green at 12 % on white."""
 
@@ -38,7 +41,7 @@ class Mark:
 
     at: str
     label: str
-    style: str  # "pending" | "firing"
+    style: str  # "pending" | "firing" | "release"
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,10 @@ class Spec:
     rollback_start: str
     rollback_end: str | None
     title: str
+    window: tuple[str, str] | None = None
+    """The span the chart must cover (a manual rollback's: the release to the document)."""
+    before_label: str = "trigger window"
+    """What the values before the rollback are (the trigger's window, or the history)."""
 
 
 def spec_for(run: journal.RunRecord, *, rollback_end: str | None) -> Spec | str:
@@ -60,8 +67,11 @@ def spec_for(run: journal.RunRecord, *, rollback_end: str | None) -> Spec | str:
     evidence = facts.trigger(run)
     rule: dict[str, object] | None = None
     marks: list[Mark] = []
+    past = facts.history(run)
     if evidence is not None:
         rule = facts.first(r for r in evidence.get("rules") or [] if isinstance(r, dict))
+    else:
+        rule = _history_rule(run)
     if rule is None:
         for step in run.steps:
             metrics = step.evidence.get("metrics")
@@ -72,6 +82,9 @@ def spec_for(run: journal.RunRecord, *, rollback_end: str | None) -> Spec | str:
         why = (
             "the trigger evidence names no rule"
             if evidence is not None
+            else "the run was started by hand, the metrics source had no data from before it, "
+            "and no step of it checked a metric"
+            if past
             else "the run was started by hand and no step of it checked a metric"
         )
         return f"No chart: there is no metric to draw ({why})."
@@ -85,6 +98,12 @@ def spec_for(run: journal.RunRecord, *, rollback_end: str | None) -> Spec | str:
             marks.append(Mark(str(rule["pending_since"]), "condition first held", "pending"))
         if isinstance(rule.get("since"), str):
             marks.append(Mark(str(rule["since"]), f"{name} firing", "firing"))
+    window: tuple[str, str] | None = None
+    if evidence is None and past:
+        if isinstance(past.get("release_at"), str):
+            marks.append(Mark(str(past["release_at"]), "release", "release"))
+        if isinstance(past.get("since"), str) and isinstance(past.get("until"), str):
+            window = (str(past["since"]), str(past["until"]))
     return Spec(
         rule=name,
         op=facts.text(rule.get("op")) or ">",
@@ -95,7 +114,35 @@ def spec_for(run: journal.RunRecord, *, rollback_end: str | None) -> Spec | str:
         rollback_end=rollback_end,
         title=f"{run.service or run.runbook} in {run.env}: {name} (rule {rule.get('op')} "
         f"{threshold:g})",
+        window=window,
+        before_label="trigger window" if evidence is not None else "before the rollback",
     )
+
+
+def _history_rule(run: journal.RunRecord) -> dict[str, object] | None:
+    """The rule of a manual rollback's history to draw: one that crossed its threshold (a
+    rule the run's verification checked first, so the chart shows it before and after),
+    else the first with values (None without history)."""
+    checked = {
+        str(m.get("name"))
+        for m in (s.evidence.get("metrics") for s in run.steps)
+        if isinstance(m, dict) and m.get("name")
+    }
+    with_values: list[dict[str, object]] = []
+    crossed: list[dict[str, object]] = []
+    for name, entry in facts.history_rules(run).items():
+        values = [v for _, v in facts.points(entry.get("points")) if v is not None]
+        threshold = facts.finite(entry.get("threshold"))
+        if not values or threshold is None:
+            continue
+        op = facts.text(entry.get("op")) or ">"
+        found: dict[str, object] = {"name": name, "threshold": threshold, "op": op}
+        with_values.append(found)
+        if any(facts.holds(op, v, threshold) for v in values):
+            crossed.append(found)
+    crossed.sort(key=lambda r: r["name"] not in checked)  # stable: file order otherwise
+    ordered = [*crossed, *with_values]
+    return ordered[0] if ordered else None
 
 
 def value_range(values: list[float], threshold: float) -> tuple[float, float]:
@@ -120,6 +167,8 @@ def render(spec: Spec) -> bytes:
     points = [(when(at), value) for at, value in spec.points]
     times = [t for t, _ in points]
     moments = [*times, start, *([end] if end else []), *(when(m.at) for m in spec.marks)]
+    if spec.window is not None:
+        moments += [when(spec.window[0]), when(spec.window[1])]
     low, high = min(moments), max(moments)
     pad = max((high - low) * 0.05, MIN_PAD)
     y_range = value_range([v for _, v in points], spec.threshold)
@@ -137,7 +186,7 @@ def render(spec: Spec) -> bytes:
     legend: list[tuple[plot.Style, str]] = []
     # the trigger's window and the verification's polls: no line across the rollout between
     for segment, label, color in (
-        ([p for p in points if p[0] < start], "trigger window", TRIGGER_COLOR),
+        ([p for p in points if p[0] < start], spec.before_label, TRIGGER_COLOR),
         ([p for p in points if p[0] >= start], "verification", VERIFY_COLOR),
     ):
         if segment:
@@ -155,7 +204,7 @@ def render(spec: Spec) -> bytes:
         canvas.vline(end, ended)
         legend.append((ended, "rollback end"))
     for mark in spec.marks:
-        color = PENDING_COLOR if mark.style == "pending" else FIRING_COLOR
+        color = {"pending": PENDING_COLOR, "release": RELEASE_COLOR}.get(mark.style, FIRING_COLOR)
         style = plot.Style(color, width=1, dash=(6, 3, 1.5, 3))
         canvas.vline(when(mark.at), style)
         legend.append((style, mark.label))

@@ -146,13 +146,40 @@ def points(history: Any) -> list[tuple[str, float | None]]:
     return out
 
 
+def holds(op: str, value: float, threshold: float) -> bool:
+    """``value op threshold`` for a rule's comparison."""
+    return {
+        ">": value > threshold,
+        ">=": value >= threshold,
+        "<": value < threshold,
+        "<=": value <= threshold,
+    }.get(op, value != threshold)
+
+
+def history(run: journal.RunRecord) -> Mapping[str, Any]:
+    """The rules' values before a manual rollback, as its `incident.write` step read them
+    from the metrics source: ``{since, until, release_at, rules: {name: {op, threshold,
+    points}}}`` (empty when there are none)."""
+    return as_mapping(run.meta.get("history"))
+
+
+def history_rules(run: journal.RunRecord) -> Mapping[str, Mapping[str, Any]]:
+    return {
+        str(name): entry
+        for name, entry in as_mapping(history(run).get("rules")).items()
+        if isinstance(entry, Mapping)
+    }
+
+
 def rule_series(run: journal.RunRecord, rule: str) -> list[tuple[str, float | None]]:
-    """Every value of ``rule`` the journal holds: the trigger's window, then verification."""
+    """Every value of ``rule`` the journal holds: the trigger's window (or, for a manual
+    rollback, the history read from the metrics source), then verification."""
     found: dict[str, float | None] = {}
     evidence = trigger(run) or {}
     for entry in evidence.get("rules") or []:
         if isinstance(entry, dict) and entry.get("name") == rule:
             found.update(points(entry.get("history")))
+    found.update(points(as_mapping(history_rules(run).get(rule)).get("points")))
     for step in run.steps:
         metrics = step.evidence.get("metrics")
         if isinstance(metrics, dict) and metrics.get("name") == rule:

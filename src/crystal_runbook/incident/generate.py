@@ -14,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from crystal_runbook.engine import journal
 from crystal_runbook.engine.secrets import Redactor
@@ -72,16 +74,30 @@ def prepare(
     *,
     directory: Path,
     writer_step: str | None = None,
+    history: Mapping[str, Any] | None = None,
 ) -> Prepared:
     """Read ``run_id`` from ``source``.
 
     Args:
         writer_step: the id of the `incident.write` step writing from inside the run: the
             document then describes the run as it stood when that step started.
+        history: the trigger rules' values before a manual rollback (``incident.write``
+            reads them once); default: what the run's `incident.write` step journalled.
     Raises:
         errors.RunNotFound: no such run (or an ambiguous prefix).
     """
     run = source.get_run(run_id)
+    if history is None:
+        history = next(
+            (
+                s.resolved["history"]
+                for s in run.steps
+                if s.uses == facts.DOCUMENT_USES and isinstance(s.resolved.get("history"), Mapping)
+            ),
+            None,
+        )
+    if history is not None:
+        run = dataclasses.replace(run, meta={**run.meta, "history": dict(history)})
     events = source.events(run.id)
     writer = None
     if writer_step is not None:

@@ -8,7 +8,10 @@ saying where the number came from, and left to the reviewer (saying so) where it
 User impact is an estimate from the metrics the run journalled, never a measurement of
 users: ``major`` when the error rate peaked at 10 % or more, or the bad state lasted five
 minutes or more; ``minor`` when a rule fired but neither holds; ``none`` when the run's
-metrics never crossed a threshold; ``unknown`` without metrics.
+metrics never crossed a threshold; ``unknown`` without metrics. A rollback started by hand
+is judged on the rules' history before it (read by its `incident.write` step from the
+metrics source): without any value from before the rollback it is ``unknown`` ("no data"),
+never ``none`` on the strength of the healthy checks after it.
 """
 
 from __future__ import annotations
@@ -208,6 +211,28 @@ def user_impact(run: journal.RunRecord, timing: Durations, *, as_of: str) -> tup
         metrics = step.evidence.get("metrics")
         if isinstance(metrics, dict) and metrics.get("name"):
             names.add(str(metrics["name"]))
+    names.update(facts.history_rules(run))
+    if not fired and facts.rollback_step(run) is not None and not run.drill:
+        before = [
+            at
+            for name in names
+            for at, v in facts.rule_series(run, name)
+            if v is not None and at < run.started_at
+        ]
+        if not before:
+            past = facts.history(run)
+            why = (
+                f"the metrics source had no values of the rules from "
+                f"{_clock(facts.text(past.get('since')))} to the rollback"
+                + (f" ({past['error']})" if past.get("error") else "")
+                if past
+                else "no metrics source or no trigger rules to read the time before it from"
+            )
+            return (
+                "unknown",
+                f"no data: this rollback was started by hand and {why}; the checks after it "
+                "cannot tell how users fared before",
+            )
     crossed = False
     for name in sorted(names):
         values = [v for _, v in facts.rule_series(run, name) if v is not None]
@@ -261,6 +286,9 @@ def _rule_meta(run: journal.RunRecord, name: str) -> tuple[float | None, str, fl
                     str(entry.get("op", ">")),
                     facts.finite(entry.get("value")),
                 )
+    past = facts.history_rules(run).get(name)
+    if past is not None:
+        return facts.finite(past.get("threshold")), str(past.get("op", ">")), None
     for step in run.steps:
         metrics = step.evidence.get("metrics")
         if isinstance(metrics, dict) and metrics.get("name") == name:

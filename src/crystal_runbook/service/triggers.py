@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +36,9 @@ def bound_triggers(ws: Workspace, service: str, *, path: Path | None = None) -> 
 
 
 def trigger_report(ws: Workspace, service: str, *, path: Path | None = None) -> Report | None:
-    """One evaluation of the service's rules now (for `health`), reading saved windows.
+    """One evaluation of the service's rules now (for `health`), reading saved windows and
+    saving them back with this evaluation added (what the scrape source saw is then the
+    history a manual rollback's incident document reads; an open incident is kept as is).
 
     Returns None when the triggers file has no rules for ``service``.
     """
@@ -47,12 +50,16 @@ def trigger_report(ws: Workspace, service: str, *, path: Path | None = None) -> 
         if service in ws.inventory.services:
             return None  # the service exists, it simply has no rules
         raise
+    state_path = store.path_for(ws.state_dir, service, bound.env)
     with evaluator.Evaluator(bound, redactor=ws.redactor) as ev:
-        saved = store.load(store.path_for(ws.state_dir, service, bound.env))
+        saved = store.load(state_path)
         rules_data = saved.get("rules")
         if isinstance(rules_data, dict):
             ev.restore(rules_data, now=time.time(), max_age=watch.WatchSettings().state_ttl)
-        return ev.evaluate()
+        report = ev.evaluate()
+        with contextlib.suppress(OSError):  # a read-only state dir must not fail `health`
+            store.save(state_path, {**saved, "rules": ev.dump(), "saved_at": time.time()})
+        return report
 
 
 def watch(

@@ -121,6 +121,7 @@ class Workspace:
                 action.journal = lambda: self.journal
                 action.redactor = self.redactor
                 action.settle_notifications = self._settle_notifications
+                action.triggers_file = self.inventory_dir / "triggers.yaml"
 
     @cached_property
     def notifier(self) -> slack_notify.Notifier:

@@ -50,6 +50,7 @@ class RolloutUndo(Action):
         "from_env",
         "to_env",
         "target_replicaset",
+        "released_at",
     )
     default_timeout = 300.0
 
@@ -97,6 +98,16 @@ class RolloutUndo(Action):
             "from_env": {k: common.mask(k, v) for k, v in rollout.env_of(from_template).items()},
             "to_env": {k: common.mask(k, v) for k, v in rollout.env_of(desired).items()},
             "target_replicaset": chosen["metadata"]["name"],
+            # when the release being rolled back went out: its ReplicaSet's creation (the
+            # incident document of a manual rollback reads the metrics from there on)
+            "released_at": next(
+                (
+                    rs["metadata"].get("creationTimestamp")
+                    for rs in owned
+                    if rollout.revision_of(rs) == from_revision
+                ),
+                None,
+            ),
         }
         resolved = {
             "target_replicaset": chosen["metadata"]["name"],
