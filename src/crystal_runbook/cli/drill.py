@@ -18,7 +18,8 @@ from crystal_runbook.cli.runbooks import workspace
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from crystal_runbook.service.drills import DueOutcome, Planned, Summary
+    from crystal_runbook.service.drill_schedule import DueOutcome, Planned
+    from crystal_runbook.service.drills import Summary
 
 
 class _DrillGroup(TyperGroup):
@@ -34,6 +35,8 @@ app = typer.Typer(
     cls=_DrillGroup,
     help=(
         "Rollback drills: roll back and restore on purpose, timed, verified and reported.\n\n"
+        "crystal-runbook drill SERVICE [--allow-production] [--reason TEXT] runs one; the "
+        "commands below read the journal and inventory/drills.yaml.\n\n"
         "Example: crystal-runbook drill maia --env staging"
     ),
     no_args_is_help=True,
@@ -197,12 +200,12 @@ def schedule_cmd(
     """
     opts = _common.options(ctx)
     with _common.handle_errors():
-        from crystal_runbook.service import drills
+        from crystal_runbook.service import drill_schedule
 
         ws = workspace(opts)
         try:
             if emit_cronjob is not None:
-                manifests = drills.cronjobs(
+                manifests = drill_schedule.cronjobs(
                     ws,
                     emit_cronjob,
                     image=image,
@@ -211,7 +214,7 @@ def schedule_cmd(
                 )
                 _print_manifests(opts, manifests)
                 return
-            plans = drills.planned(ws, env=opts.env, count=count)
+            plans = drill_schedule.planned(ws, env=opts.env, count=count)
         finally:
             ws.close()
     if opts.json:
@@ -283,7 +286,7 @@ def due_cmd(
     with _common.handle_errors():
         from crystal_runbook import errors
         from crystal_runbook.engine import durations
-        from crystal_runbook.service import drills
+        from crystal_runbook.service import drill_schedule
 
         try:
             wait = durations.parse_duration(max_wait)
@@ -292,7 +295,7 @@ def due_cmd(
         ws = workspace(opts)
         try:
             if not run:
-                plans = drills.planned(ws, service=service, env=opts.env, count=1)
+                plans = drill_schedule.planned(ws, service=service, env=opts.env, count=1)
                 if opts.json:
                     _output.print_json([p.as_json() for p in plans])
                 else:
@@ -307,7 +310,7 @@ def due_cmd(
 
             ws.sink = console.PlainSink(verbose=opts.verbose)
             with _common.sigterm_as_interrupt():
-                outcomes = drills.run_due(
+                outcomes = drill_schedule.run_due(
                     ws,
                     service=service,
                     env=opts.env,
@@ -317,7 +320,7 @@ def due_cmd(
         finally:
             ws.close()
     _print_outcomes(opts, outcomes)
-    if drills.outcomes_failed(outcomes):
+    if drill_schedule.outcomes_failed(outcomes):
         raise typer.Exit(1)
 
 

@@ -10,10 +10,20 @@ package knows about terminals or Slack's wire format.
 - ``triggers``: rollback rules evaluated once or watched.
 - ``incidents``: incident documents and the outbox.
 - ``catalog``: `validate` and `schema`.
-- ``drills``: rollback drills: run one, history, the schedule, `drill due --run`.
+- ``drills``: rollback drills: run one, their history; ``drill_schedule``: `drill schedule`
+  and `drill due --run`; ``readiness``: the checklist's rollback items proved.
 """
 
-from crystal_runbook.service import catalog, drills, incidents, oncall, runs, triggers
+from crystal_runbook.service import (
+    catalog,
+    drill_schedule,
+    drills,
+    incidents,
+    oncall,
+    readiness,
+    runs,
+    triggers,
+)
 from crystal_runbook.service.workspace import (
     ACTION_MODULES_ENV,
     FALLBACK_ENV,
@@ -29,9 +39,11 @@ __all__ = [
     "build_registry",
     "catalog",
     "default_actor",
+    "drill_schedule",
     "drills",
     "incidents",
     "oncall",
+    "readiness",
     "runs",
     "triggers",
 ]

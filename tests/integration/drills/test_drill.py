@@ -98,6 +98,29 @@ class TestDrillPasses:
         assert "pass" in text.stdout
 
 
+def test_anomalies_are_reported_without_failing_the_drill(drills: Drills) -> None:
+    """A pod of the service that is not Ready, and a health check that needed a second try."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "maia-debug", "labels": {"app": "maia"}},
+        "spec": {"containers": [{"name": "maia", "image": "registry.local/maia:0.0.1-crash"}]},
+    }
+    drills.kubectl("apply", "--validate=false", "-f", "-", stdin=json.dumps(pod))
+    health = r"/api/v1/namespaces/crystal/services/maia/proxy/health$"
+    drills.sb.faults.add(sandbox.Fault(kind="status", status=503, path=health, count=1))
+    run = drills.json("drill", "maia")
+    report = run["drill"]
+    assert report["verdict"] == "pass"
+    assert "not Ready at step baseline: maia-debug" in report["anomalies"]
+    assert "step healthy's check needed 2 attempts" in report["anomalies"]
+    doc = document(run)
+    kinds = {(a["kind"], a["step"]) for a in doc["drill_report"]["anomalies"]}
+    assert {("pod_not_ready", "baseline"), ("verification_retry", "healthy")} <= kinds
+    markdown = Path(doc["links"]["markdown"]).read_text()
+    assert "- pod not ready: not Ready at step baseline: maia-debug" in markdown
+
+
 def insert_fail(drills: Drills, after: str) -> None:
     """A `fake.fail` step right after step ``after`` of the drill runbook under test."""
     path = drills.runbooks / "drill.yaml"
