@@ -57,6 +57,10 @@ class Check:
     resolved: Mapping[str, Any] = field(default_factory=dict)
     """Decisions made by the first check (e.g. the target revision), journalled and handed
     back on resume so the target is never re-resolved."""
+    by_this_run: bool | None = None
+    """For a satisfied check: whether the desired state was made by this very run (e.g. a
+    rollback annotation naming the run), which `resume` after a crash mid-apply needs to
+    tell "applied by this run" from "already so"; None when the action cannot tell."""
 
 
 @dataclass(frozen=True)

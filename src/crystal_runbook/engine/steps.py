@@ -15,6 +15,7 @@ This is where the engine's step guarantees live (design.md section 1):
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +31,14 @@ from crystal_runbook.engine import durations, templating, validation
 from crystal_runbook.engine import journal as journal_mod
 from crystal_runbook.engine.events import Event, Sink
 from crystal_runbook.engine.model import FailureStep, Retry, Step
-from crystal_runbook.engine.registry import Action, Check, Outcome, Registry, StepContext
+from crystal_runbook.engine.registry import (
+    Action,
+    Change,
+    Check,
+    Outcome,
+    Registry,
+    StepContext,
+)
 from crystal_runbook.engine.secrets import Redactor
 
 if TYPE_CHECKING:
@@ -245,6 +253,9 @@ class StepRunner:
             self.save(state, rec, "skipped: `when` is false")
             state.remember(rec)
             return
+        # a change this run journalled as intended (or applied) before it stopped: if the
+        # check now finds it done, it is this run's change, not "already so" (resume)
+        intended = list(rec.changes) if rec.status in _STOPPED_MIDWAY else []
         args = self._render_args(state, step, action, names, (*loc, "with"))
         ctx = self._context(state, step, action, rec)
         policy = step.retry or Retry.model_construct(  # bounded by the deadline instead
@@ -264,14 +275,15 @@ class StepRunner:
             if check.resolved and not rec.resolved:
                 rec.resolved = dict(check.resolved)
                 ctx.resolved = dict(check.resolved)
-            rec.changes = [
-                {"field": c.field, "before": c.before, "after": c.after, "secret": c.secret}
-                for c in check.changes
-            ]
-            if check.satisfied:
+            if check.satisfied and intended and check.by_this_run is not False:
+                outcome = self._applied_before(state, rec, check)
+                check = dataclasses.replace(check, summary=outcome.summary)
+            elif check.satisfied:
+                rec.changes = [_change(c) for c in check.changes]
                 rec.changed = False
                 rec.attempts = max(rec.attempts, 1)
             else:
+                rec.changes = [_change(c) for c in check.changes]
                 outcome = self._apply(state, rec, action, args, ctx=ctx, check=check)
         rec.summary = check.summary
         rec.evidence = {**rec.evidence, **check.evidence}
@@ -469,6 +481,19 @@ class StepRunner:
             return outcome
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _applied_before(
+        self, state: RunState, rec: journal_mod.StepRecord, check: Check
+    ) -> Outcome:
+        """The check finds done what this run had journalled as its intent before it
+        stopped (killed mid-apply, or interrupted after it): the run's own change, kept in
+        the journal as applied with its intent, and not applied a second time."""
+        summary = f"applied by this run before it stopped: {check.summary}"
+        rec.status = "applied"
+        rec.changed = True
+        rec.attempts = max(rec.attempts, 1)
+        self.save(state, rec, f"applied: {summary}", data={"intent": rec.changes})
+        return Outcome(changed=True, summary=summary)
+
     def _call(self, fn: Callable[[], Check], deadline: float | None) -> Check:
         """Call a read-only ``fn``, retrying temporary errors a few times within ``deadline``."""
         for attempt in range(1, APPLY_TRIES + 1):
@@ -536,6 +561,19 @@ class StepRunner:
             f"`crystal-runbook resume {state.run.id}` tries again",
             evidence=str(evidence) if evidence else None,
         )
+
+
+_STOPPED_MIDWAY = frozenset({"applying", "applied", "verifying", "interrupted", "failed"})
+"""Step states in which a journalled intent may have been applied already."""
+
+
+def _change(change: Change) -> dict[str, Any]:
+    return {
+        "field": change.field,
+        "before": change.before,
+        "after": change.after,
+        "secret": change.secret,
+    }
 
 
 def _past(deadline: float | None) -> bool:

@@ -385,12 +385,24 @@ def _applied(step: journal.StepRecord, events: Sequence[journal.EventRecord]) ->
     return any(e.step_id == step.id and e.kind == "step" and e.status == "applied" for e in events)
 
 
+def _intent(step: journal.StepRecord, events: Sequence[journal.EventRecord]) -> list[Any]:
+    """What the step set out to change: its record's changes, else the intent journalled
+    with its last `applying` transition (what this run did, not what a later check found)."""
+    if step.changes:
+        return list(step.changes)
+    for event in reversed(events):
+        intent = event.data.get("intent") if isinstance(event.data, dict) else None
+        if event.step_id == step.id and event.status == "applying" and intent:
+            return list(intent)
+    return []
+
+
 def _changes(run: journal.RunRecord, events: Sequence[journal.EventRecord]) -> list[ChangeRow]:
     rows = []
     for step in run.steps:
         if step.status == WRITING or not _applied(step, events):
             continue
-        for change in step.changes:
+        for change in _intent(step, events):
             secret = bool(change.get("secret"))
             rows.append(
                 ChangeRow(
@@ -439,7 +451,7 @@ def _failure(
             f"{c.get('field')}: {c.get('before')!r} -> {c.get('after')!r}"
             if not c.get("secret")
             else f"{c.get('field')}: ***** -> *****"
-            for c in stopped.changes
+            for c in _intent(stopped, events)
         )
         left.append(
             f"step {stopped.id} applied its change ({what or stopped.summary}) but it did not "

@@ -116,12 +116,15 @@ class RolloutUndo(Action):
             "from_template": from_template,
         }
         if rollout.templates_equal(current_template, desired):
+            ours = _rolled_back_by(deployment) == ctx.run_id
             return Check(
                 satisfied=True,
                 outputs=outputs,
                 resolved=resolved,
                 summary=f"{name} already runs revision {to_revision}'s template "
-                f"({common.image_list(desired)})",
+                f"({common.image_list(desired)})"
+                + (" (rolled back by this run)" if ours else ""),
+                by_this_run=ours,
             )
         changes = [Change("revision", from_revision, to_revision)]
         changes += common.image_changes(current_template, desired)
@@ -155,15 +158,23 @@ class RolloutUndo(Action):
             )
 
     def apply(self, args: Any, ctx: StepContext, check: Check) -> Outcome:
+        """One JSON patch of the template and annotations, guarded by a resourceVersion
+        `test`. Before every (re-)patch the Deployment is read again and, like the check,
+        compared with the target: a patch that outlived its timeout (and was retried into a
+        409 or 422) has already done the work, and patching again would be a second rollout
+        of the same template."""
         target = common.target_of(args, ctx)
         kube = kube_client.connect(target)
-        for _attempt in range(3):
+        for attempt in range(3):
             deployment = common.deployment(kube, target, ctx)
             owned = common.replicasets(kube, target, deployment, ctx)
             chosen = next(
                 rs for rs in owned if rs["metadata"]["name"] == check.resolved["target_replicaset"]
             )
             desired = rollout.rollback_template(chosen, args.set_env, args.containers)
+            current = deployment.get("spec", {}).get("template") or {}
+            if rollout.templates_equal(current, desired):
+                return self._already(deployment, ctx, check, attempt)
             annotations = rollout.rollback_annotations(
                 deployment,
                 chosen,
@@ -188,8 +199,9 @@ class RolloutUndo(Action):
                 common.patch(kube, target, ctx, patch, "application/json-patch+json")
             except (kube_client.ConflictError, errors.PermanentActionError) as exc:
                 # 409, or 422 from the `test` op: the Deployment changed since we read it
+                # (perhaps by our own patch, answered too late): read it again, check again
                 if isinstance(exc, kube_client.ConflictError) or " 422 " in exc.message:
-                    ctx.progress("deployment changed while rolling back; re-reading")
+                    ctx.progress("deployment changed while rolling back; reading it again")
                     continue
                 raise
             return Outcome(changed=True, summary=check.summary.replace("roll ", "rolled ", 1))
@@ -198,6 +210,35 @@ class RolloutUndo(Action):
             hint="someone else is changing it; stop them, then resume this run",
         )
 
+    @staticmethod
+    def _already(
+        deployment: Mapping[str, Any], ctx: StepContext, check: Check, attempt: int
+    ) -> Outcome:
+        """The Deployment already has the rollback's template: no patch. Ours (an earlier
+        attempt of this run took effect) is this run's change; anyone else's is not."""
+        by = _rolled_back_by(deployment)
+        if by == ctx.run_id:
+            if attempt:
+                ctx.progress("an earlier attempt of this rollback took effect; not patching again")
+            return Outcome(
+                changed=True,
+                summary=check.summary.replace("roll ", "rolled ", 1)
+                + " (an earlier attempt of this run took effect)",
+            )
+        who = f"run {by}" if by else "someone else"
+        return Outcome(
+            changed=False,
+            summary=f"{deployment.get('metadata', {}).get('name')} already runs the target "
+            f"template ({who} rolled it back meanwhile); nothing patched",
+        )
+
     def verify(self, args: Any, ctx: StepContext, outcome: Outcome | None) -> Check:
         target = common.target_of(args, ctx)
         return common.wait_done(kube_client.connect(target), target, ctx, args.crash_grace)
+
+
+def _rolled_back_by(deployment: Mapping[str, Any]) -> str | None:
+    """The run id our last rollback of this Deployment recorded in its annotations."""
+    annotations = deployment.get("metadata", {}).get("annotations") or {}
+    value = annotations.get(rollout.ROLLBACK_RUN)
+    return str(value) if value else None
