@@ -13,7 +13,16 @@ import typer.main
 from crystal_runbook.cli import app
 from tests.conftest import REPO, Cli
 
-HEAVY = ("kubernetes", "fabric", "slack_sdk", "slack_bolt", "ansible_runner", "paramiko", "psycopg")
+HEAVY = (
+    "kubernetes",
+    "fabric",
+    "slack_sdk",
+    "slack_bolt",
+    "ansible_runner",
+    "paramiko",
+    "psycopg",
+    "psycopg_pool",
+)
 
 
 def all_commands() -> list[list[str]]:
@@ -53,9 +62,32 @@ def test_help_imports_no_heavy_library() -> None:
         "from crystal_runbook.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "try:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
+        "try:\n    main(['db', '--help'])\nexcept SystemExit:\n    pass\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_runs_on_the_embedded_journal_imports_no_database_client(cli: Cli) -> None:
+    """`runs` without CRYSTAL_DATABASE_URL never loads psycopg (it is timed: bench/runs_list.py)."""
+    probe = (
+        "import sys\n"
+        "from crystal_runbook.cli import main\n"
+        "try:\n    main(['runs'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_pool')))\n"
+    )
+    assert cli("db", "upgrade").returncode == 0  # a journal to read
+    assert (cli.state / "journal.db").exists()
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=cli.env(),
+        cwd=cli.root,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 

@@ -13,8 +13,9 @@ from typing import ClassVar
 import pytest
 
 from crystal_runbook import errors, service, testing
-from crystal_runbook.engine import journal, locks
+from crystal_runbook.engine import journal
 from crystal_runbook.testing import actions as fakes
+from tests.conftest import JournalBackend
 
 Write = Callable[[str, str], Path]
 
@@ -227,31 +228,40 @@ class TestConfirmationAndLocks:
         assert service.runs.run(workspace, "prod", {}, assume_yes=True).run.status == "ok"
 
     def test_held_lock_refuses_and_names_the_holder(
-        self, workspace: service.Workspace, write_runbook: Write
+        self,
+        backend_workspace: service.Workspace,
+        journal_backend: JournalBackend,
+        write_runbook: Write,
     ) -> None:
         """A live holder means exit 3 with its run id, actor, host and start time."""
+        workspace = backend_workspace
         write_runbook("two", TWO_SETS)
-        backend = locks.SqliteLocks(workspace.journal.path)
+        backend = journal_backend.locks(workspace.journal)
         lease = backend.acquire("two/local", run_id="other-run", actor="alice")
+        holder = backend.holder("two/local")
         try:
             with pytest.raises(errors.LockHeld) as info:
                 service.runs.run(workspace, "two", {})
         finally:
             lease.release()
-            backend.close()
         message = str(info.value)
-        assert "held by run other-run (actor alice on" in message
+        assert holder is not None
+        assert f"held by run other-run (actor alice on {holder.host}, started " in message
+        assert holder.acquired_at in message
         assert info.value.exit_code == 3
         assert service.runs.history(workspace) == []
 
     def test_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(
-        self, workspace: service.Workspace, write_runbook: Write
+        self,
+        backend_workspace: service.Workspace,
+        journal_backend: JournalBackend,
+        write_runbook: Write,
     ) -> None:
         """A holder whose process is gone does not block a rollback."""
+        workspace = backend_workspace
         write_runbook("two", TWO_SETS)
-        backend = locks.SqliteLocks(workspace.journal.path, pid=2**22 + 12345)
+        backend = journal_backend.locks(workspace.journal, pid=2**22 + 12345)
         backend.acquire("two/local", run_id="dead-run", actor="bob")
-        backend.close()
         result = service.runs.run(workspace, "two", {})
         assert result.run.status == "ok"
         warnings = [e.message for e in sink_of(workspace).events if e.kind == "warning"]
@@ -263,9 +273,13 @@ class TestConfirmationAndLocks:
 
 class TestInterruptAndResume:
     def test_interrupt_journals_releases_the_lock_and_resume_finishes(
-        self, workspace: service.Workspace, write_runbook: Write
+        self,
+        backend_workspace: service.Workspace,
+        journal_backend: JournalBackend,
+        write_runbook: Write,
     ) -> None:
         """Ctrl-C mid-step: interrupted, lock free, resume completes without re-applying."""
+        workspace = backend_workspace
         write_runbook(
             "slow",
             """
@@ -286,9 +300,7 @@ class TestInterruptAndResume:
         assert result.run.status == "interrupted"
         assert result.exit_code == 130
         assert [s.status for s in result.run.steps] == ["ok", "interrupted", "pending"]
-        backend = locks.SqliteLocks(workspace.journal.path)
-        assert backend.holder("slow") is None
-        backend.close()
+        assert journal_backend.locks(workspace.journal).holder("slow") is None
         write_runbook("slow", "this file changed; resume uses the journalled text\n")
         resumed = service.runs.resume(workspace, result.run.id[:6])
         assert resumed.run.status == "ok"
@@ -352,6 +364,7 @@ class TestSecrets:
             runbooks_dir=workspace.runbooks_dir,
             inventory_dir=workspace.inventory_dir,
             action_modules=("crystal_runbook.testing",),
+            database_url=None,  # the URL is only a secret in the environment here
         )
         note = f"token {token} db {fake_url}"
         service.runs.run(ws, "leak", {"note": note, "api_key": "s3cr3t-value-42"})

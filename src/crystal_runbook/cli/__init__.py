@@ -24,6 +24,7 @@ from crystal_runbook.cli import (
     _common,
     _hoist,
     catalog,
+    db,
     demo,
     drill,
     incident,
@@ -112,6 +113,7 @@ watch.register(app)
 serve.register(app)
 drill.register(app)
 readiness.register(app)
+db.register(app)
 app.add_typer(sandbox.app, name="sandbox")
 
 

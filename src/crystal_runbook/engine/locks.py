@@ -6,8 +6,10 @@ A stale lock is taken over with a warning: its holder process is gone (same host
 heartbeat is older than its time-to-live (another host that died).
 
 The seam is ``LockBackend.acquire``; ``SqliteLocks`` keeps locks in the journal database,
-which is what one machine needs. A Kubernetes Lease backend (two engineers on two laptops)
-implements the same protocol, and a run can hold both (``hold_all``).
+which is what one machine needs. The PostgreSQL adapter's ``PostgresLocks`` does the same
+in a shared journal database, with the same staleness rule (``is_stale``). A Kubernetes
+Lease backend (two engineers on two laptops) implements the same protocol, and a run can
+hold both (``hold_all``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,23 @@ class LockBackend(Protocol):
     def acquire(self, key: str, *, run_id: str, actor: str, ttl: float = DEFAULT_TTL) -> Lease: ...
 
 
+class LockTable(LockBackend, Protocol):
+    """Locks kept beside the journal (SQLite here, PostgreSQL in its adapter)."""
+
+    def holder(self, key: str) -> Holder | None: ...
+    def close(self) -> None: ...
+
+
+def is_stale(
+    holder: Holder, *, ttl: float, age: float, host: str, ended: bool = False
+) -> bool:
+    """A lock is stale when its holder's process on this ``host`` is gone, when the journal
+    shows its run ``ended``, or when its heartbeat is ``age`` seconds old, more than ``ttl``."""
+    if holder.host == host and not journal_mod.process_alive(holder.pid):
+        return True
+    return ended or age > ttl
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS locks (
     key TEXT PRIMARY KEY,
@@ -96,15 +115,13 @@ class SqliteLocks:
         return Holder(*row) if row else None
 
     def _stale(self, holder: Holder, ttl: float) -> bool:
-        if holder.host == self.host and not journal_mod.process_alive(holder.pid):
-            return True
-        if self._ended(holder.run_id):
-            return True
         age = (
             journal_mod.parse_iso(journal_mod.now_iso())
             - journal_mod.parse_iso(holder.heartbeat_at)
         ).total_seconds()
-        return age > ttl
+        return is_stale(
+            holder, ttl=ttl, age=age, host=self.host, ended=self._ended(holder.run_id)
+        )
 
     def _ended(self, run_id: str) -> bool:
         """Whether the journal in the same database shows ``run_id`` as ended."""

@@ -146,9 +146,10 @@ def resume(
 
 
 def history(
-    ws: Workspace, *, service: str | None = None, limit: int = 20
+    ws: Workspace, *, service: str | None = None, limit: int = 20, before: str | None = None
 ) -> list[journal_mod.RunRecord]:
-    return ws.journal.list_runs(service=service, limit=limit)
+    """Runs newest first; ``before`` (a run id) gives the page after that run."""
+    return ws.journal.list_runs(service=service, limit=limit, before=before)
 
 
 def show(ws: Workspace, run_id: str) -> journal_mod.RunRecord:

@@ -29,6 +29,7 @@ from crystal_runbook.engine import locks as locks_mod
 from crystal_runbook.engine.events import Sink
 from crystal_runbook.engine.registry import Action, Registry
 from crystal_runbook.engine.secrets import Redactor
+from crystal_runbook.service import journals
 
 if TYPE_CHECKING:
     from crystal_runbook.notify import slack as slack_notify
@@ -93,6 +94,8 @@ class Workspace:
     action_modules: tuple[str, ...] = field(
         default_factory=lambda: tuple(os.environ.get(ACTION_MODULES_ENV, "").split(","))
     )
+    database_url: str | None = field(default_factory=journals.database_url, repr=False)
+    """The PostgreSQL journal (``CRYSTAL_DATABASE_URL``), None for SQLite; a secret."""
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -139,16 +142,19 @@ class Workspace:
         return Redactor()
 
     @cached_property
-    def journal(self) -> journal_mod.SqliteJournal:
-        return journal_mod.open_journal(self.state_dir, redactor=self.redactor)
+    def journal(self) -> journal_mod.Journal:
+        """SQLite in the state dir, or PostgreSQL when ``database_url`` is set."""
+        return journals.open_journal(
+            self.state_dir, database_url=self.database_url, redactor=self.redactor
+        )
 
     @cached_property
-    def local_locks(self) -> locks_mod.SqliteLocks:
-        """This machine's locks, in the journal database (one connection per workspace)."""
-        return locks_mod.SqliteLocks(self.journal.path)
+    def local_locks(self) -> locks_mod.LockTable:
+        """The journal's lock table: this machine's (SQLite) or the team's (PostgreSQL)."""
+        return journals.open_locks(self.journal)
 
     def lock_backends(self, target: Mapping[str, Any] | None = None) -> list[locks_mod.LockBackend]:
-        """This machine's lock, plus a Kubernetes Lease when the target lives in a cluster."""
+        """The journal's lock, plus a Kubernetes Lease when the target lives in a cluster."""
         backends: list[locks_mod.LockBackend] = [self.local_locks]
         if target and target.get("kubernetes"):
             from crystal_runbook.kube import client as kube_client

@@ -1,14 +1,14 @@
 """Real Prometheus 2.x and PostgreSQL on free loopback ports, in temporary directories.
 
 Started by the fixtures (and by `bench/triggers.py`) as test-servers.md describes, never as
-system services, and stopped by their PID. Prometheus' first sample is queryable only after
-about 5.5 s (targets are applied every 5 s), so ``wait_for_data`` polls for it.
+system services, and stopped by their PID. PostgreSQL itself is `tests/postgres.py`, shared
+with the journal tests; here it gets the source document's tables. Prometheus' first sample
+is queryable only after about 5.5 s (targets are applied every 5 s), so ``wait_for_data``
+polls for it.
 """
 
 from __future__ import annotations
 
-import glob
-import os
 import shutil
 import signal
 import socket
@@ -20,11 +20,9 @@ from pathlib import Path
 
 import httpx
 
+from tests.postgres import Postgres, free_port, start_postgres_server
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["Postgres", "Prometheus", "free_port", "start_postgres", "start_prometheus"]
 
 
 def _wait_port(port: int, timeout: float) -> bool:
@@ -131,108 +129,15 @@ def start_prometheus(
     return prom
 
 
-def _pg_binary(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
-    if found:
-        return found[0]
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"{name} not found (scripts/test.sh installs postgresql)")
-    return path
-
-
-@dataclass
-class Postgres:
-    """A running PostgreSQL cluster owned by the `postgres` user, password-protected on TCP."""
-
-    port: int
-    dir: Path
-    password: str
-
-    def dsn(self, *, password: str | None = None, database: str = "maia") -> str:
-        pw = self.password if password is None else password
-        return f"postgresql://crystal:{pw}@127.0.0.1:{self.port}/{database}"
-
-    def stop(self) -> None:
-        pid_file = self.dir / "data" / "postmaster.pid"
-        if pid_file.exists():
-            pid = int(pid_file.read_text().split()[0])
-            os.kill(pid, signal.SIGTERM)  # smart shutdown, by the PID it wrote
-            deadline = time.monotonic() + 15
-            while pid_file.exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 def start_postgres(password: str = "s3cret-Pa55word") -> Postgres:  # noqa: S107 - a throwaway test cluster
-    """initdb in a temporary directory as `postgres`, then start on a free port."""
-    directory = Path(tempfile.mkdtemp(prefix="crystal-pg-"))
-    shutil.chown(directory, "postgres", "postgres")
-    pwfile = directory / "pw"
-    pwfile.write_text("bootstrap\n")
-    shutil.chown(pwfile, "postgres", "postgres")
-    data = directory / "data"
-    run_as = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [
-            *run_as,
-            _pg_binary("initdb"),
-            "-D",
-            str(data),
-            "-U",
-            "postgres",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            f"--pwfile={pwfile}",
-            "-E",
-            "UTF8",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    subprocess.run(
-        [
-            *run_as,
-            _pg_binary("pg_ctl"),
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(directory / "log"),
-            "-o",
-            f"-k {directory} -p {port} -c listen_addresses=127.0.0.1",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    pg = Postgres(port, directory, password)
-    psql = [
-        *run_as,
-        _pg_binary("psql"),
-        "-h",
-        str(directory),
-        "-p",
-        str(port),
-        "-U",
-        "postgres",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-q",
-    ]
-    subprocess.run(
-        [
-            *psql,
-            "-c",
-            f"CREATE ROLE crystal LOGIN PASSWORD '{password}'",
-            "-c",
-            "CREATE DATABASE maia OWNER crystal",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run([*psql, "-d", "maia", "-c", SCHEMA], check=True, capture_output=True)
+    """The shared test PostgreSQL, plus a `maia` database with the source document's tables."""
+    pg = start_postgres_server(password)
+    try:
+        pg.psql("CREATE DATABASE maia OWNER crystal")
+        pg.psql(SCHEMA, database="maia")
+    except BaseException:
+        pg.stop()
+        raise
     return pg
 
 

@@ -80,6 +80,15 @@ class Encoder:
         return None if value is None else self.redactor.text(value)
 
 
+MAX_PAGE = 100_000
+"""The most runs one `list_runs` call returns."""
+
+
+def page_size(limit: int) -> int:
+    """``limit`` clamped to 1..MAX_PAGE."""
+    return max(1, min(limit, MAX_PAGE))
+
+
 def checked_run_id(run_id: str) -> str:
     """``run_id`` stripped, or ``RunNotFound`` if it cannot be an id or a prefix of one."""
     key = run_id.strip()

@@ -18,66 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from crystal_runbook import errors
-from crystal_runbook.engine.journal import common
+from crystal_runbook.engine.journal import common, sqlite_schema
 from crystal_runbook.engine.journal.common import RUN_COLUMNS as _RUN_COLUMNS
 from crystal_runbook.engine.journal.records import EventRecord, RunRecord, StepRecord
 from crystal_runbook.engine.secrets import Redactor
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    runbook TEXT NOT NULL,
-    env TEXT NOT NULL,
-    service TEXT,
-    actor TEXT NOT NULL,
-    status TEXT NOT NULL,
-    params TEXT NOT NULL,
-    started_at TEXT NOT NULL,
-    ended_at TEXT,
-    error TEXT,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    lock_key TEXT,
-    runbook_path TEXT NOT NULL,
-    runbook_digest TEXT NOT NULL,
-    runbook_text TEXT NOT NULL,
-    drill INTEGER NOT NULL DEFAULT 0,
-    meta TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at DESC);
-CREATE INDEX IF NOT EXISTS runs_service ON runs (service, started_at DESC);
-CREATE TABLE IF NOT EXISTS steps (
-    run_id TEXT NOT NULL REFERENCES runs (id),
-    phase TEXT NOT NULL,
-    idx INTEGER NOT NULL,
-    id TEXT NOT NULL,
-    uses TEXT NOT NULL,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    changed INTEGER,
-    summary TEXT NOT NULL DEFAULT '',
-    changes TEXT NOT NULL DEFAULT '[]',
-    resolved TEXT NOT NULL DEFAULT '{}',
-    outputs TEXT NOT NULL DEFAULT '{}',
-    evidence TEXT NOT NULL DEFAULT '{}',
-    error TEXT,
-    started_at TEXT,
-    ended_at TEXT,
-    PRIMARY KEY (run_id, phase, idx)
-);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL,
-    step_id TEXT,
-    at TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    status TEXT NOT NULL,
-    message TEXT NOT NULL,
-    data TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
-"""
-
 
 BUSY_SECONDS = 10.0
 """How long a journal connection waits for another process's write (or first setup)."""
@@ -133,8 +77,12 @@ class SqliteJournal:
         self._encoder = common.Encoder(self.redactor)
         self._conn = connect(path)
         self._lock = threading.Lock()
-        with self._lock:
-            retry_busy(lambda: self._conn.executescript(_SCHEMA))
+        try:
+            with self._lock, sqlite_schema.translated(path):
+                retry_busy(lambda: sqlite_schema.ensure_current(self._conn, path=path))
+        except BaseException:
+            self._conn.close()
+            raise
         self.host = socket.gethostname()
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -331,17 +279,36 @@ class SqliteJournal:
             ).fetchall()
         return [common.step_from_row(run_id, r) for r in rows]
 
-    def list_runs(self, *, service: str | None = None, limit: int = 20) -> list[RunRecord]:
-        query = f"SELECT {_RUN_COLUMNS} FROM runs"
+    def list_runs(
+        self, *, service: str | None = None, limit: int = 20, before: str | None = None
+    ) -> list[RunRecord]:
+        where: list[str] = []
         args: list[Any] = []
         if service:
-            query += " WHERE service = ?"
+            where.append("service = ?")
             args.append(service)
-        query += " ORDER BY started_at DESC, rowid DESC LIMIT ?"
-        args.append(max(1, min(limit, 100_000)))
+        if before is not None:
+            where.append("(started_at, id) < (?, ?)")
+            args.extend(self._key_of(before))
+        query = f"SELECT {_RUN_COLUMNS} FROM runs"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += " ORDER BY started_at DESC, id DESC LIMIT ?"
+        args.append(common.page_size(limit))
         with self._lock:
             rows = self._conn.execute(query, args).fetchall()
         return [common.run_from_row(r) for r in rows]
+
+    def _key_of(self, run_id: str) -> tuple[str, str]:
+        """The keyset key (started_at, id) of the run ``run_id`` names (or prefixes)."""
+        key = common.checked_run_id(run_id)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, started_at FROM runs WHERE id >= ? AND id < ? LIMIT 2",
+                (key, key + "\U0010ffff"),
+            ).fetchall()
+        rid, started_at = common.pick_by_prefix(key, rows)
+        return started_at, rid
 
     def events(self, run_id: str) -> list[EventRecord]:
         with self._lock:

@@ -1,0 +1,1 @@
+"""SQL migrations of the embedded SQLite journal (package data; see ``migrations``)."""

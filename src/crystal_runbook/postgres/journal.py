@@ -1,0 +1,281 @@
+"""``PostgresJournal``: the ``Journal`` protocol on a shared PostgreSQL database.
+
+The same records, the same redaction and the same guarantees as the SQLite journal: each
+transition is one transaction, committed before the method returns, and every value
+written passes through the workspace's ``Redactor`` (``common.Encoder``). Runs are listed
+newest first by (started_at, id), the key of `runs --before`, on an index that ends in id.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+
+from crystal_runbook.engine.journal import common
+from crystal_runbook.engine.journal.records import EventRecord, RunRecord, StepRecord
+from crystal_runbook.engine.secrets import Redactor
+from crystal_runbook.postgres import conninfo, database, schema
+
+
+class PostgresJournal:
+    """The journal in the database of ``CRYSTAL_DATABASE_URL``."""
+
+    def __init__(self, db: database.Database, *, redactor: Redactor | None = None) -> None:
+        self.db = db
+        self.redactor = redactor or Redactor()
+        self._encoder = common.Encoder(self.redactor)
+        self.host = socket.gethostname()
+
+    @property
+    def where(self) -> str:
+        """The database, password masked (for messages and `db status`)."""
+        return self.db.masked
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _event(
+        self,
+        cur: psycopg.Cursor[Any],
+        run_id: str,
+        *,
+        step_id: str | None,
+        kind: str,
+        status: str,
+        message: str,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        cur.execute(
+            "INSERT INTO events (run_id, step_id, at, kind, status, message, data) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                run_id,
+                step_id,
+                common.now_iso(),
+                kind,
+                status,
+                self.redactor.text(message),
+                self._encoder.dump(dict(data or {})),
+            ),
+        )
+
+    def create_run(self, run: RunRecord) -> None:
+        enc = self._encoder
+        with self.db.transaction(f"journalling run {run.id}") as cur:
+            cur.execute(
+                f"INSERT INTO runs ({common.RUN_COLUMNS}, runbook_text) VALUES "
+                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    run.id,
+                    run.runbook,
+                    run.env,
+                    run.service,
+                    enc.text(run.actor),
+                    run.status,
+                    enc.dump(run.params),
+                    run.started_at,
+                    run.ended_at,
+                    enc.text(run.error),
+                    run.host,
+                    run.pid,
+                    run.lock_key,
+                    run.runbook_path,
+                    run.runbook_digest,
+                    bool(run.drill),
+                    enc.dump(run.meta),
+                    run.runbook_text,
+                ),
+            )
+            for step in run.steps:
+                self._write_step(cur, step)
+            self._event(
+                cur,
+                run.id,
+                step_id=None,
+                kind="run",
+                status=run.status,
+                message=f"run of {run.runbook} started",
+                data={"env": run.env, "service": run.service, "actor": run.actor},
+            )
+
+    def update_run(
+        self,
+        run: RunRecord,
+        *,
+        event: str,
+        message: str = "",
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        enc = self._encoder
+        with self.db.transaction(f"journalling run {run.id}") as cur:
+            cur.execute(
+                "UPDATE runs SET status = %s, ended_at = %s, error = %s, host = %s, pid = %s, "
+                "meta = %s WHERE id = %s",
+                (
+                    run.status,
+                    run.ended_at,
+                    enc.text(run.error),
+                    run.host,
+                    run.pid,
+                    enc.dump(run.meta),
+                    run.id,
+                ),
+            )
+            self._event(
+                cur,
+                run.id,
+                step_id=None,
+                kind="run",
+                status=event,
+                message=message or event,
+                data=data,
+            )
+
+    def _write_step(self, cur: psycopg.Cursor[Any], step: StepRecord) -> None:
+        enc = self._encoder
+        cur.execute(
+            f"INSERT INTO steps (run_id, {common.STEP_COLUMNS}) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (run_id, phase, idx) DO UPDATE SET id = excluded.id, "
+            "uses = excluded.uses, status = excluded.status, attempts = excluded.attempts, "
+            "changed = excluded.changed, summary = excluded.summary, "
+            "changes = excluded.changes, resolved = excluded.resolved, "
+            "outputs = excluded.outputs, evidence = excluded.evidence, error = excluded.error, "
+            "started_at = excluded.started_at, ended_at = excluded.ended_at",
+            (
+                step.run_id,
+                step.phase,
+                step.index,
+                step.id,
+                step.uses,
+                step.status,
+                step.attempts,
+                step.changed,
+                self.redactor.text(step.summary),
+                enc.dump(step.changes),
+                enc.dump(step.resolved),
+                enc.dump(step.outputs),
+                enc.dump(step.evidence),
+                enc.text(step.error),
+                step.started_at,
+                step.ended_at,
+            ),
+        )
+
+    def save_step(
+        self, step: StepRecord, *, message: str = "", data: Mapping[str, Any] | None = None
+    ) -> None:
+        with self.db.transaction(f"journalling step {step.id} of run {step.run_id}") as cur:
+            self._write_step(cur, step)
+            self._event(
+                cur,
+                step.run_id,
+                step_id=step.id,
+                kind="step",
+                status=step.status,
+                message=message or step.status,
+                data=data,
+            )
+
+    def add_event(
+        self,
+        run_id: str,
+        *,
+        step_id: str | None = None,
+        kind: str,
+        status: str,
+        message: str,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        with self.db.transaction(f"journalling an event of run {run_id}") as cur:
+            self._event(
+                cur, run_id, step_id=step_id, kind=kind, status=status, message=message, data=data
+            )
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _matching(self, cur: psycopg.Cursor[Any], key: str, columns: str) -> tuple[Any, ...]:
+        """The row of the run ``key`` names exactly or as a unique prefix."""
+        pattern = key.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+        cur.execute(
+            f"SELECT {columns} FROM runs WHERE id LIKE %s ORDER BY id LIMIT 2",
+            (pattern,),
+        )
+        return common.pick_by_prefix(key, cur.fetchall())
+
+    def get_run(self, run_id: str) -> RunRecord:
+        key = common.checked_run_id(run_id)
+        with self.db.transaction(f"reading run {key}") as cur:
+            run = common.run_from_row(
+                self._matching(cur, key, f"{common.RUN_COLUMNS}, runbook_text")
+            )
+            cur.execute(
+                f"SELECT {common.STEP_COLUMNS} FROM steps "
+                "WHERE run_id = %s ORDER BY phase = 'on_failure', idx",
+                (run.id,),
+            )
+            run.steps = [common.step_from_row(run.id, r) for r in cur.fetchall()]
+        return run
+
+    def list_runs(
+        self, *, service: str | None = None, limit: int = 20, before: str | None = None
+    ) -> list[RunRecord]:
+        where: list[str] = []
+        args: list[Any] = []
+        with self.db.transaction("listing runs") as cur:
+            if service:
+                where.append("service = %s")
+                args.append(service)
+            if before is not None:
+                rid, started_at = self._matching(
+                    cur, common.checked_run_id(before), "id, started_at"
+                )
+                where.append("(started_at, id) < (%s, %s)")
+                args += [started_at, rid]
+            query = f"SELECT {common.RUN_COLUMNS} FROM runs"
+            if where:
+                query += " WHERE " + " AND ".join(where)
+            query += " ORDER BY started_at DESC, id DESC LIMIT %s"
+            args.append(common.page_size(limit))
+            cur.execute(query, args)
+            rows = cur.fetchall()
+        return [common.run_from_row(r) for r in rows]
+
+    def events(self, run_id: str) -> list[EventRecord]:
+        with self.db.transaction(f"reading the events of run {run_id}") as cur:
+            cur.execute(
+                f"SELECT {common.EVENT_COLUMNS} FROM events WHERE run_id = %s ORDER BY seq",
+                (run_id,),
+            )
+            return [common.event_from_row(r) for r in cur.fetchall()]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_journal(
+    url: str, *, redactor: Redactor | None = None, pooled: bool = True
+) -> PostgresJournal:
+    """The journal in the PostgreSQL database at ``url``, its schema checked.
+
+    ``pooled``: a connection pool for the run's threads (else one connection; see
+    ``database.Database``). The URL's password is added to ``redactor``, so it is masked
+    wherever it might appear.
+
+    Raises:
+        errors.ConfigurationError: the database cannot be reached, or its schema is not the
+            one this crystal-runbook needs (`crystal-runbook db upgrade`).
+    """
+    redactor = redactor or Redactor()
+    for secret in conninfo.passwords(url):
+        redactor.add(secret)
+    conn = database.connect(url)
+    try:
+        with database.translated(url, "opening the journal"):
+            schema.check_current(conn, masked_url=conninfo.masked(url))
+    except BaseException:
+        conn.close()
+        raise
+    return PostgresJournal(database.Database(url, conn, pooled=pooled), redactor=redactor)

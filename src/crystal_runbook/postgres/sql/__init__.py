@@ -1,0 +1,1 @@
+"""SQL migrations of the PostgreSQL journal (package data; see ``engine.journal.migrations``)."""
