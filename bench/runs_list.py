@@ -4,7 +4,9 @@ Builds a journal of 100,000 runs (two steps each; see tests/integration/journal/
 each backend, then times, in alternating rounds, the command line (`runs`, a `--service`
 page, a page deep in the history with `--before`) against the database's own client asking
 the same first page (`sqlite3`, `psql`: the peer, paying process start and a connection
-like we do), and the bare query in this process (the floor no tool can beat). Medians.
+like we do), what `runs` does once Python and the CLI are loaded (open the journal, list a
+page, close: the figure tests/integration/journal/test_scale.py holds under 200 ms), and
+the bare query in this process (the floor no tool can beat). Medians.
 A `runs --before` page costs the same wherever it starts: the keyset index makes every
 page an index range scan.
 
@@ -32,6 +34,7 @@ from tests.integration.journal.bulk import load_postgres, load_sqlite, run_id
 from tests.postgres import start_postgres_server
 
 from crystal_runbook.engine import journal
+from crystal_runbook.service import journals
 
 FIRST_PAGE = "SELECT * FROM runs ORDER BY started_at DESC, id DESC LIMIT 20"
 CLI = str(Path(sys.executable).parent / "crystal-runbook")
@@ -64,6 +67,19 @@ def cli_cases(env: dict[str, str], runs: int) -> dict[str, Callable[[], object]]
     }
 
 
+def in_process(state: Path, url: str | None) -> Callable[[], object]:
+    """What `runs` does after the interpreter and the CLI are loaded (the scale test's figure)."""
+
+    def call() -> object:
+        j = journals.open_journal(state, database_url=url, pooled=False)
+        try:
+            return j.list_runs(limit=20)
+        finally:
+            j.close()
+
+    return call
+
+
 def bench_sqlite(runs: int, rounds: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / ".crystal"
@@ -83,6 +99,7 @@ def bench_sqlite(runs: int, rounds: int) -> None:
             with sqlite3.connect(db) as conn:
                 return conn.execute(FIRST_PAGE).fetchall()
 
+        cases["crystal-runbook's journal: open, page, close"] = in_process(state, None)
         cases["floor: the bare query, in process"] = bare
         alternate(cases, rounds)
 
@@ -91,6 +108,7 @@ def bench_postgres(runs: int, rounds: int) -> None:
     import psycopg
 
     pg = start_postgres_server()
+    tmp = tempfile.mkdtemp()
     try:
         pg.psql("CREATE DATABASE journal OWNER crystal")
         url = pg.dsn(database="journal")
@@ -109,10 +127,12 @@ def bench_postgres(runs: int, rounds: int) -> None:
             with psycopg.connect(url) as conn:
                 return conn.execute(FIRST_PAGE).fetchall()
 
+        cases["crystal-runbook's journal: open, page, close"] = in_process(Path(tmp), url)
         cases["floor: connect and the bare query, in process"] = bare
         alternate(cases, rounds)
     finally:
         pg.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:

@@ -81,11 +81,11 @@ class TestStaleTakeover:
         """A holder elsewhere is trusted until its heartbeat is older than its TTL."""
         j = journal_backend.open()
         remote = journal_backend.locks(j, host="other-host", pid=DEAD_PID)
-        remote.acquire("k", run_id="remote-run", actor="dave", ttl=0.6)
+        remote.acquire("k", run_id="remote-run", actor="dave", ttl=1.5)
         here = journal_backend.locks(j)
         with pytest.raises(errors.LockHeld):  # its pid means nothing on this host
             here.acquire("k", run_id="local-run", actor="erin")
-        time.sleep(0.9)
+        time.sleep(1.8)
         lease = here.acquire("k", run_id="local-run", actor="erin")
         assert lease.takeover is not None
         assert lease.takeover.host == "other-host"
@@ -94,8 +94,8 @@ class TestStaleTakeover:
         """hold_all renews every TTL/3, so a live holder is never taken over."""
         j = journal_backend.open()
         remote = journal_backend.locks(j, host="other-host")
-        with locks.hold_all([remote], "k", run_id="long-run", actor="f", ttl=0.6):
-            time.sleep(1.2)
+        with locks.hold_all([remote], "k", run_id="long-run", actor="f", ttl=1.2):
+            time.sleep(2.0)  # well past the TTL: only the heartbeats (every 0.4 s) keep it
             with pytest.raises(errors.LockHeld, match="long-run"):
                 journal_backend.locks(j).acquire("k", run_id="late", actor="g")
         assert remote.holder("k") is None  # released when the block ends
