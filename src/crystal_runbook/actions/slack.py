@@ -155,6 +155,9 @@ class Notify(Action):
         "error",
         "pending",
     )
+    markup = {"text": "slack", "blocks": "slack"}
+    """What users typed (a reason, an actor) is text in the message: `&`, `<`, `>` escaped
+    as Slack asks, so a `<!channel>` in a --reason pages nobody."""
     default_timeout = 20.0
     """Seconds a notification may hold a run up, retries included, before it is queued."""
 

@@ -83,7 +83,9 @@ def handle_errors() -> Iterator[None]:
     try:
         yield
     except errors.CrystalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from crystal_runbook.engine.printable import printable
+
+        print(printable(f"error: {exc}"), file=sys.stderr)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -14,6 +14,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from crystal_runbook.cli._common import GlobalOptions
+from crystal_runbook.engine.printable import printable
+
+
+def _print(*values: object, file: Any = None, **kwargs: Any) -> None:
+    """print(), with control characters of journalled and remote text shown as escapes."""
+    text = " ".join(str(v) for v in values)
+    print(printable(text), file=file, **kwargs)
+
 
 if TYPE_CHECKING:
     from crystal_runbook.engine.events import Sink
@@ -63,23 +71,23 @@ def show_result(opts: GlobalOptions, result: RunResult) -> None:
             if changed
             else "nothing needed changing"
         )
-        print(f"run {run.id} ok in {took}: {what}")
+        _print(f"run {run.id} ok in {took}: {what}")
     elif run.status == "refused":
         step = next((s for s in run.steps if s.status == "refused"), None)
         where = f"step {step.id} ({step.uses}) refused: " if step else ""
         reason = result.error.message if result.error is not None else run.error
-        print(f"run {run.id} refused before any change (nothing was announced or changed)")
-        print(f"  {where}{reason}")
+        _print(f"run {run.id} refused before any change (nothing was announced or changed)")
+        _print(f"  {where}{reason}")
         if result.error is not None and result.error.hint:
-            print(f"  hint: {result.error.hint}")
+            _print(f"  hint: {result.error.hint}")
     elif run.status == "interrupted":
-        print(
+        _print(
             f"run {run.id} interrupted after {took}; continue with: crystal-runbook resume {run.id}"
         )
     else:
-        print(f"run {run.id} {run.status} after {took}: {run.error}")
+        _print(f"run {run.id} {run.status} after {took}: {run.error}")
         if result.error is not None and result.error.hint:
-            print(f"  hint: {result.error.hint}")
+            _print(f"  hint: {result.error.hint}")
 
 
 def _duration(run: RunRecord) -> str:
@@ -107,7 +115,7 @@ def show_plan(opts: GlobalOptions, request: Request, planned: list[PlannedStep])
         )
         return
     where = f" for {request.service}" if request.service else ""
-    print(f"plan: {runbook.name}{where} in {request.env} ({len(planned)} steps)")
+    _print(f"plan: {runbook.name}{where} in {request.env} ({len(planned)} steps)")
     width = max((len(p.id) for p in planned), default=4)
     marks = {
         "change": "~",
@@ -120,24 +128,24 @@ def show_plan(opts: GlobalOptions, request: Request, planned: list[PlannedStep])
     }
     for i, step in enumerate(planned, 1):
         mark = marks.get(step.status, " ")
-        print(f" {mark} {i:>2}. {step.id:<{width}}  {step.uses:<20} {step.summary}")
+        _print(f" {mark} {i:>2}. {step.id:<{width}}  {step.uses:<20} {step.summary}")
         for change in step.changes:
-            print(f"        {change.render()}")
+            _print(f"        {change.render()}")
         if step.error:
-            print(f"        error: {step.error}")
+            _print(f"        error: {step.error}")
     changes = sum(1 for p in planned if p.status == "change")
-    print(f"{changes} step(s) would change something; nothing was changed.")
+    _print(f"{changes} step(s) would change something; nothing was changed.")
     refused = next((p for p in planned if p.status == "refused"), None)
     failed = [p.id for p in planned if p.status == "error"]
     if refused is not None:
-        print(f"the run would be refused at step {refused.id}: nothing would be changed (exit 1).")
+        _print(f"the run would be refused at step {refused.id}: nothing would be changed (exit 1).")
         exc = refused.exception
         if exc is not None and exc.hint:
-            print(f"  hint: {exc.hint}")
+            _print(f"  hint: {exc.hint}")
     elif failed:
-        print(f"the check of {', '.join(failed)} failed: see above (exit 1).")
+        _print(f"the check of {', '.join(failed)} failed: see above (exit 1).")
     elif request.env in runbook.confirm and not request.assume_yes:
-        print(f"{request.env} needs confirmation: add --yes to apply (exit 4).")
+        _print(f"{request.env} needs confirmation: add --yes to apply (exit 4).")
 
 
 def show_runs(opts: GlobalOptions, runs: list[RunRecord]) -> None:
@@ -145,7 +153,7 @@ def show_runs(opts: GlobalOptions, runs: list[RunRecord]) -> None:
         print_json([r.as_json(with_steps=False) for r in runs])
         return
     if not runs:
-        print("no runs in the journal yet")
+        _print("no runs in the journal yet")
         return
     rows = [("RUN", "RUNBOOK", "SERVICE", "ENV", "STATUS", "ACTOR", "STARTED (UTC)", "TOOK")]
     rows += [
@@ -163,28 +171,28 @@ def show_runs(opts: GlobalOptions, runs: list[RunRecord]) -> None:
     ]
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        _print("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
 
 
 def show_run(opts: GlobalOptions, run: RunRecord) -> None:
     if opts.json:
         print_json(run.as_json())
         return
-    print(
+    _print(
         f"run {run.id}: {run.runbook} in {run.env}" + (f" for {run.service}" if run.service else "")
     )
-    print(f"  status:  {run.status}" + (f" ({run.error})" if run.error else ""))
-    print(f"  actor:   {run.actor} on {run.host}")
-    print(f"  started: {run.started_at}   ended: {run.ended_at or '-'}   took: {_duration(run)}")
+    _print(f"  status:  {run.status}" + (f" ({run.error})" if run.error else ""))
+    _print(f"  actor:   {run.actor} on {run.host}")
+    _print(f"  started: {run.started_at}   ended: {run.ended_at or '-'}   took: {_duration(run)}")
     if run.params:
-        print("  params:  " + ", ".join(f"{k}={v}" for k, v in run.params.items()))
-    print("  steps:")
+        _print("  params:  " + ", ".join(f"{k}={v}" for k, v in run.params.items()))
+    _print("  steps:")
     for step in run.steps:
         changed = {True: "changed", False: "unchanged", None: ""}[step.changed]
         prefix = "on_failure " if step.phase == "on_failure" else ""
-        print(
+        _print(
             f"    {prefix}{step.id:<16} {step.uses:<20} {step.status:<11} {changed:<9} "
             f"attempts={step.attempts}  {step.summary}"
         )
         if step.error:
-            print(f"      error: {step.error}")
+            _print(f"      error: {step.error}")

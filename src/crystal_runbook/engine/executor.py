@@ -254,7 +254,9 @@ class Executor:
             for i, step in enumerate(steps):
                 loc: tuple[str | int, ...] = (group, i, "with")
                 try:
-                    args = templating.render(step.with_, names, loc)
+                    args = templating.render(
+                        step.with_, names, loc, markup=self.registry.get(step.uses).markup
+                    )
                 except templating.RenderError as exc:
                     problems.append(loaded.source.problem(exc.loc, exc.message))
                     continue

@@ -114,6 +114,9 @@ class Action:
     Args: ClassVar[type[BaseModel]]
     outputs: ClassVar[tuple[str, ...] | None] = None
     """Names of the outputs later steps may use; None if not declared (not checked)."""
+    markup: ClassVar[Mapping[str, str]] = {}
+    """`with:` keys that are markup, by dialect (``{"text": "slack"}``): values a template
+    puts into them are escaped with that markup's rules (see ``engine.templating``)."""
     default_timeout: ClassVar[float] = 60.0
     """Bound of a step using this action when the runbook sets no timeout (seconds)."""
     poll_interval: ClassVar[float] = 1.0

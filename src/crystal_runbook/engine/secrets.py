@@ -1,10 +1,13 @@
 """Keep secrets out of the journal, logs and incident documents.
 
 Secrets reach crystal-runbook only through the environment (`SLACK_BOT_TOKEN`,
-`SLACK_SIGNING_SECRET`, database URLs, ...; design.md section 6). Anything that writes
-durable or shared text (journal rows, JSON log lines, documents, Slack) passes it through one
+`SLACK_SIGNING_SECRET`, database URLs, ...; design.md section 6), but people paste them
+anywhere (`--reason "db password=hunter2"`). Anything that writes durable or shared text
+(journal rows, JSON log lines, documents, Slack, the console) passes it through one
 ``Redactor``, which replaces the values of secret-named environment variables wherever they
-appear, plus anything shaped like a token or a URL password.
+appear, anything shaped like a token (Slack, AWS access key ids, JWTs, GitHub and GitLab
+tokens, PEM private keys), the value after a secret-named key (`password=`, `passwd:`,
+`secret=`, `token=`, `api_key:`), and URL passwords.
 """
 
 from __future__ import annotations
@@ -18,17 +21,46 @@ MASK = "*****"
 _SECRET_NAME = re.compile(
     r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|CREDENTIAL|DATABASE_URL|DSN)", re.I
 )
+# Shapes of secrets in free text (a --reason, an error message, a log line). The token
+# shapes follow the detectors of Yelp's detect-secrets (AWSKeyDetector, PrivateKeyDetector,
+# JwtTokenDetector, GitHubTokenDetector, GitLabTokenDetector, SlackDetector, KeywordDetector),
+# kept as regular expressions here because the redactor must replace spans in every journal
+# write, quickly, and import nothing heavy.
 _PATTERNS = (
     re.compile(r"xox[abposr]-[0-9A-Za-z-]{8,}"),  # Slack tokens
     re.compile(r"xapp-[0-9A-Za-z-]{8,}"),  # Slack app-level tokens
     re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"),  # API keys of the sk- family
     re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{12,}"),
+    re.compile(r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"),  # AWS access key ids
+    re.compile(  # PEM private keys, the whole block (or what is left of it when cut)
+        r"-----BEGIN[A-Z ]*PRIVATE KEY( BLOCK)?-----.*?"
+        r"(?:-----END[A-Z ]*PRIVATE KEY( BLOCK)?-----|\Z)",
+        re.S,
+    ),
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWTs
+    re.compile(r"\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}\b"),  # GitHub tokens
+    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{22,}\b"),  # GitHub fine-grained tokens
+    re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}\b"),  # GitLab personal access tokens
+)
+# key=value / key: value pairs whose key names a secret: the value is masked, the key kept
+_KEYWORD_VALUE = re.compile(
+    r"(?P<key>\b[\w.-]*(?:password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey"
+    r"|access[_-]?key|private[_-]?key|credentials?))"
+    r"(?P<sep>\s*[=:]\s*)"
+    r"(?P<quote>[\"']?)(?P<value>[^\s\"',;&]{4,})",
+    re.I,
 )
 # user:password@ in URLs: keep the user, hide the password
 _URL_PASSWORD = re.compile(
     r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@/\s]+)(?P<at>@)", re.I
 )
 MIN_SECRET_LENGTH = 6
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    if match["value"] == MASK or match["value"].startswith(MASK):
+        return match[0]
+    return f"{match['key']}{match['sep']}{match['quote']}{MASK}"
 
 
 def looks_secret(name: str) -> bool:
@@ -61,6 +93,7 @@ class Redactor:
                 value = value.replace(secret, MASK)
         for pattern in _PATTERNS:
             value = pattern.sub(MASK, value)
+        value = _KEYWORD_VALUE.sub(_mask_value, value)
         return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['at']}", value)
 
     def data(self, value: Any) -> Any:

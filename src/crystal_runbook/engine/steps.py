@@ -433,7 +433,7 @@ class StepRunner:
     ) -> Any:
         source = state.request.loaded.source
         try:
-            rendered = templating.render(step.with_, names, loc)
+            rendered = templating.render(step.with_, names, loc, markup=action.markup)
         except templating.RenderError as exc:
             raise errors.PermanentActionError(str(source.problem(exc.loc, exc.message))) from None
         try:

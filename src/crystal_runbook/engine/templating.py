@@ -11,6 +11,11 @@ Two jobs, kept together because they must agree on what a name means:
 
 At plan time the outputs of steps that have not run are unknown; they render as ``Deferred``
 placeholders that print as ``<steps.undo.outputs.to_revision>``.
+
+Values substituted into markup (an action's ``markup`` fields, e.g. the text of a Slack
+message) are escaped with that markup's rules, so that what a user typed (a --reason, an
+actor name) is shown as text and never read as markup such as Slack's ``<!channel>``; the
+runbook's own text around them is left as written. ``| safe`` opts a value out.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
 
 from crystal_runbook.engine.yamlsource import PathKey
 
@@ -70,6 +76,45 @@ _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 JINJA_GLOBALS = frozenset(_ENV.globals)
 
 
+def slack_escape(text: str) -> str:
+    """Slack's escaping of text: ``&``, ``<`` and ``>`` as HTML entities, nothing else."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+ESCAPES = {"slack": slack_escape}
+"""Markup dialects an action's ``markup`` fields may name, with their escaping."""
+
+
+def _escaped(escape: Any) -> Any:
+    def finalize(value: Any) -> Any:
+        if isinstance(value, Markup) or not isinstance(value, str):
+            return value if isinstance(value, Markup) else _escape_data(value, escape)
+        return escape(value)
+
+    return finalize
+
+
+def _escape_data(value: Any, escape: Any) -> Any:
+    """Every string inside a value (a native mapping or list put into markup) escaped."""
+    if isinstance(value, Markup):
+        return str(value)
+    if isinstance(value, str):
+        return escape(value)
+    if isinstance(value, Mapping):
+        return {k: _escape_data(v, escape) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escape_data(v, escape) for v in value]
+    return value
+
+
+_MARKUP_ENVS = {
+    name: SandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, finalize=_escaped(escape)
+    )
+    for name, escape in ESCAPES.items()
+}
+
+
 class RenderError(Exception):
     """A template failed to render; ``loc`` is where in the runbook it sits."""
 
@@ -90,26 +135,43 @@ def has_template(value: Any) -> bool:
     return False
 
 
-def render(value: Any, context: Mapping[str, Any], loc: PathKey = ()) -> Any:
+def render(
+    value: Any,
+    context: Mapping[str, Any],
+    loc: PathKey = (),
+    *,
+    markup: Mapping[str, str] | None = None,
+) -> Any:
     """Render every template inside ``value`` (strings, lists, mappings) against ``context``.
 
+    Args:
+        markup: top-level keys of ``value`` that are markup, and their dialect (``slack``):
+            values substituted into them are escaped with its rules.
     Raises:
         RenderError: an undefined name, a failing filter, a sandbox violation.
     """
+    if markup and isinstance(value, Mapping):
+        return {k: _render(v, context, (*loc, k), markup.get(str(k))) for k, v in value.items()}
+    return _render(value, context, loc, None)
+
+
+def _render(value: Any, context: Mapping[str, Any], loc: PathKey, dialect: str | None) -> Any:
     if isinstance(value, str):
         if "{{" not in value and "{%" not in value:
             return value
         try:
             single = _SINGLE.match(value)
             if single:
-                return _native(single.group("expr"), context)
-            return _ENV.from_string(value).render(**context)
+                native = _native(single.group("expr"), context)
+                return native if dialect is None else _escape_data(native, ESCAPES[dialect])
+            env = _ENV if dialect is None else _MARKUP_ENVS[dialect]
+            return env.from_string(value).render(**context)
         except TemplateError as exc:
             raise RenderError(loc, f"template error: {exc.message or exc}") from None
     if isinstance(value, Mapping):
-        return {k: render(v, context, (*loc, k)) for k, v in value.items()}
+        return {k: _render(v, context, (*loc, k), dialect) for k, v in value.items()}
     if isinstance(value, list):
-        return [render(v, context, (*loc, i)) for i, v in enumerate(value)]
+        return [_render(v, context, (*loc, i), dialect) for i, v in enumerate(value)]
     return value
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
-from crystal_runbook.engine import durations
+from crystal_runbook.engine import durations, printable
 from crystal_runbook.engine.events import Event
 
 if TYPE_CHECKING:
@@ -57,7 +57,8 @@ class PlainSink:
             return  # every step starts with a check; say so only when asked (-v)
         clock = event.at[11:19]
         who = event.step_id or "run"
-        self.stream.write(f"{clock} {who:<20} {event.status:<10} {event.message}\n")
+        line = printable.printable(f"{clock} {who:<20} {event.status:<10} {event.message}")
+        self.stream.write(line + "\n")
         self.stream.flush()
 
     def __enter__(self) -> PlainSink:

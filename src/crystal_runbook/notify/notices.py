@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TextIO
 
-from crystal_runbook.engine import events
+from crystal_runbook.engine import events, printable
 from crystal_runbook.notify import jsonlog
 from crystal_runbook.notify import outbox as outbox_mod
 
@@ -51,7 +51,7 @@ def show(
     if message.file:
         lines.append(f"  file: {message.file}")
     lines += [f"  {line}" for line in footer.splitlines()]
-    stream.write("\n".join(lines) + "\n")
+    stream.write(printable.printable("\n".join(lines)) + "\n")
     stream.flush()
 
 

@@ -24,7 +24,7 @@ from crystal_runbook import errors
 from crystal_runbook.engine import executor as executor_mod
 from crystal_runbook.engine import inventory as inventory_mod
 from crystal_runbook.engine import journal as journal_mod
-from crystal_runbook.engine import loader
+from crystal_runbook.engine import loader, printable
 from crystal_runbook.engine import locks as locks_mod
 from crystal_runbook.engine.events import Sink
 from crystal_runbook.engine.registry import Action, Registry
@@ -42,8 +42,8 @@ FALLBACK_ENV = "local"
 
 def default_actor() -> str:
     """Who is running this: $CRYSTAL_ACTOR, else the login name."""
-    actor = os.environ.get("CRYSTAL_ACTOR")
-    if actor:
+    actor = printable.strip_controls(os.environ.get("CRYSTAL_ACTOR") or "").strip()
+    if actor:  # control characters would reach other people's terminals (a Lease holder)
         return actor[:100]
     try:
         return getpass.getuser()

@@ -44,8 +44,8 @@ class Cluster:
             CRYSTAL_ACTOR="oncall",
             PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
             HOME=str(self.root),
-            **extra,
         )
+        env.update(extra)  # a test may set its own actor
         return env
 
     def cli(self, *args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
