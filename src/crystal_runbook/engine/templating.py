@@ -12,6 +12,9 @@ Two jobs, kept together because they must agree on what a name means:
 At plan time the outputs of steps that have not run are unknown; they render as ``Deferred``
 placeholders that print as ``<steps.undo.outputs.to_revision>``.
 
+Rendering has resource limits (``MAX_ITERATIONS`` loop iterations and ``MAX_OUTPUT``
+characters per render, no huge powers): a template cannot hang `plan` or eat the machine.
+
 Values substituted into markup (an action's ``markup`` fields, e.g. the text of a Slack
 message) are escaped with that markup's rules, so that what a user typed (a --reason, an
 actor name) is shown as text and never read as markup such as Slack's ``<!channel>``; the
@@ -20,12 +23,15 @@ runbook's own text around them is left as written. ``| safe`` opts a value out.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, nodes
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
@@ -72,7 +78,90 @@ def is_deferred(value: Any) -> bool:
     return False
 
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+MAX_ITERATIONS = 100_000
+"""Loop iterations (all `range()`s together) one render may make: a runbook's templates
+loop over a few items; a template that wants more is a mistake or an attack."""
+MAX_OUTPUT = 1_000_000
+"""Characters one render may produce, and the size of any string or list it builds."""
+
+
+class LimitExceeded(SecurityError):
+    """A template went past MAX_ITERATIONS or MAX_OUTPUT."""
+
+
+_iterations: ContextVar[list[int] | None] = ContextVar("template_iterations", default=None)
+
+
+def _bounded_range(*args: int) -> range:
+    """`range` of the sandbox, counting toward the render's MAX_ITERATIONS."""
+    numbers = range(*args)
+    left = _iterations.get()
+    if left is not None:
+        left[0] -= len(numbers)
+        if left[0] < 0:
+            raise LimitExceeded(
+                f"the template loops more than {MAX_ITERATIONS:,} times (the limit): "
+                "templates are for short lists, not computation"
+            )
+    elif len(numbers) > MAX_ITERATIONS:
+        raise LimitExceeded(f"range of {len(numbers):,} items; the limit is {MAX_ITERATIONS:,}")
+    return numbers
+
+
+def _too_big(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_OUTPUT
+
+
+class _LimitedEnvironment(SandboxedEnvironment):
+    """The sandbox with resource limits: loop iterations, sizes of strings and lists built
+    by `*` and by filters or methods given huge counts, and big powers."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
+                if sized and len(seq) * count > MAX_OUTPUT:
+                    raise LimitExceeded(
+                        f"the template builds a value of {len(seq) * count:,} items; the "
+                        f"limit is {MAX_OUTPUT:,}"
+                    )
+        if operator == "**" and isinstance(right, int) and abs(right) > 1000:
+            raise LimitExceeded(f"the template raises to the power {right:,}; the limit is 1,000")
+        return super().call_binop(context, operator, left, right)
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(_too_big(a) for a in (*args, *kwargs.values())) and __obj is not _bounded_range:
+            raise LimitExceeded(
+                f"the template passes a number over {MAX_OUTPUT:,} (the limit) to "
+                f"{getattr(__obj, '__name__', 'a call')}"
+            )
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _guarded(name: str, fn: Any) -> Any:
+    """A filter that refuses counts over MAX_OUTPUT (`center(10**9)` would build 1 GB)."""
+
+    @functools.wraps(fn)  # keeps jinja's pass_context/pass_environment marks
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if any(_too_big(a) for a in (*args, *kwargs.values())):
+            raise LimitExceeded(
+                f"the template passes a number over {MAX_OUTPUT:,} (the limit) to the {name} filter"
+            )
+        return fn(*args, **kwargs)
+
+    return guarded
+
+
+def _environment(**options: Any) -> _LimitedEnvironment:
+    env = _LimitedEnvironment(undefined=StrictUndefined, autoescape=False, **options)
+    env.globals["range"] = _bounded_range
+    env.filters = {name: _guarded(name, fn) for name, fn in env.filters.items()}
+    return env
+
+
+_ENV = _environment()
 JINJA_GLOBALS = frozenset(_ENV.globals)
 
 
@@ -107,12 +196,7 @@ def _escape_data(value: Any, escape: Any) -> Any:
     return value
 
 
-_MARKUP_ENVS = {
-    name: SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, finalize=_escaped(escape)
-    )
-    for name, escape in ESCAPES.items()
-}
+_MARKUP_ENVS = {name: _environment(finalize=_escaped(escape)) for name, escape in ESCAPES.items()}
 
 
 class RenderError(Exception):
@@ -159,15 +243,29 @@ def _render(value: Any, context: Mapping[str, Any], loc: PathKey, dialect: str |
     if isinstance(value, str):
         if "{{" not in value and "{%" not in value:
             return value
+        budget = _iterations.set([MAX_ITERATIONS])
         try:
             single = _SINGLE.match(value)
             if single:
                 native = _native(single.group("expr"), context)
                 return native if dialect is None else _escape_data(native, ESCAPES[dialect])
             env = _ENV if dialect is None else _MARKUP_ENVS[dialect]
-            return env.from_string(value).render(**context)
+            rendered = env.from_string(value).render(**context)
         except TemplateError as exc:
             raise RenderError(loc, f"template error: {exc.message or exc}") from None
+        except (OverflowError, MemoryError, RecursionError, ValueError, TypeError) as exc:
+            raise RenderError(
+                loc, f"template error: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from None
+        finally:
+            _iterations.reset(budget)
+        if len(rendered) > MAX_OUTPUT:
+            raise RenderError(
+                loc,
+                f"template error: the template renders {len(rendered):,} characters; the "
+                f"limit is {MAX_OUTPUT:,}",
+            )
+        return rendered
     if isinstance(value, Mapping):
         return {k: _render(v, context, (*loc, k), dialect) for k, v in value.items()}
     if isinstance(value, list):
@@ -179,10 +277,17 @@ def evaluate(expression: str, context: Mapping[str, Any], loc: PathKey = ()) -> 
     """Evaluate a bare expression (a `when:`), or a ``{{ }}``-wrapped one."""
     single = _SINGLE.match(expression)
     expr = single.group("expr") if single else expression
+    budget = _iterations.set([MAX_ITERATIONS])
     try:
         return _native(expr, context)
     except TemplateError as exc:
         raise RenderError(loc, f"expression error: {exc.message or exc}") from None
+    except (OverflowError, MemoryError, RecursionError, ValueError, TypeError) as exc:
+        raise RenderError(
+            loc, f"expression error: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+    finally:
+        _iterations.reset(budget)
 
 
 def _native(expr: str, context: Mapping[str, Any]) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 from crystal_runbook import errors
 from crystal_runbook.engine import inventory as inventory_mod
-from crystal_runbook.engine import loader, model, yamlsource
+from crystal_runbook.engine import inventory_values, loader, model, yamlsource
 from crystal_runbook.service import access
 from crystal_runbook.service.workspace import Workspace, display
 
@@ -42,6 +42,9 @@ def _validate_file(ws: Workspace, path: Path) -> None:
         loader.load_source(source, ws.registry)
     elif path.name == inventory_mod.SERVICES_FILE:
         inventory_mod.parse(source)
+        found = inventory_values.problems(source, state_dir=ws.state_dir)
+        if found:
+            raise errors.RunbookInvalid(found)
     elif path.name == access.FILENAME:
         access.parse(source)
     elif path.name == "triggers.yaml":
