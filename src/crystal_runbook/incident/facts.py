@@ -8,6 +8,7 @@ checklist, the durations, the chart and the summary agree on what happened.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,17 @@ def finite(value: Any) -> float | None:
     return None if math.isnan(number) or math.isinf(number) else number
 
 
+_SAFE_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML has it (the pure-Python one is ten times slower)."""
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str) -> Any:
+    """A journalled runbook text, parsed once per process (a run's document is built twice:
+    by the check and by the apply of `incident.write`). Callers only read it."""
+    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader, C or Python
+
+
 def main_steps(run: journal.RunRecord) -> list[journal.StepRecord]:
     return [s for s in run.steps if s.phase == "main"]
 
@@ -72,7 +84,7 @@ class RunbookText:
     @classmethod
     def of(cls, run: journal.RunRecord) -> RunbookText:
         try:
-            data = yaml.safe_load(run.runbook_text or "") or {}
+            data = _parsed(run.runbook_text or "") or {}
         except yaml.YAMLError:
             data = {}
         names: dict[str, str] = {}

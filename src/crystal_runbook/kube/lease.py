@@ -12,6 +12,9 @@ over at once (with a warning) when its holder is dead for sure: a run on this ho
 process is gone, or a run the journal shows as ended. A holder on another host is taken over
 only when its Lease expired, or when asked (`rollback --break-lock`, ``acquire(force=True)``,
 confirmed and journalled by the executor).
+
+A free lock costs one request: the Lease is created (POST) without reading first; only when
+it exists (409) is it read to name or take over its holder.
 """
 
 from __future__ import annotations
@@ -123,18 +126,16 @@ class LeaseLocks:
                 "renewTime": _micro(now),
             },
         }
-        existing = self._read(kube, name, deadline)
         takeover: locks.Holder | None = None
+        try:  # the usual case, a free lock: the Lease is created in one request
+            self._create(kube, name, body, deadline)
+            return LeaseLease(self, key, name, run_id, None)
+        except ConflictError:
+            pass  # it exists: whose is it, and may it be taken over?
+        existing = self._read(kube, name, deadline)
         try:
-            if existing is None:
-                kube.json(
-                    "POST",
-                    self._path(),
-                    body=body,
-                    what=f"create lease {name}",
-                    where=self.target.where,
-                    deadline=deadline,
-                )
+            if existing is None:  # released since: create it now
+                self._create(kube, name, body, deadline)
             else:
                 holder = self._holder(existing, key)
                 mine = holder.run_id == run_id and holder.host == self.host
@@ -171,6 +172,17 @@ class LeaseLocks:
                 started_at=holder.acquired_at,
             ) from None
         return LeaseLease(self, key, name, run_id, takeover)
+
+    def _create(self, kube: Kube, name: str, body: dict[str, Any], deadline: float) -> None:
+        """POST the Lease; ``ConflictError`` (409) when it already exists."""
+        kube.json(
+            "POST",
+            self._path(),
+            body=body,
+            what=f"create lease {name}",
+            where=self.target.where,
+            deadline=deadline,
+        )
 
     @staticmethod
     def _holder(lease: dict[str, Any], key: str) -> locks.Holder:

@@ -193,6 +193,19 @@ class TestLocks:
         leases = cluster.kubectl("get", "leases", "-o", "name").stdout
         assert "crystal-runbook-maia-sandbox" not in leases
 
+    def test_a_free_lease_is_taken_in_one_request(self, cluster: Cluster) -> None:
+        """No Lease yet: one POST creates it, with no read first (the rollback's critical path)."""
+        since = cluster.request_count()
+        out = cluster.cli("rollback", "maia")
+        assert out.returncode == 0, out.stderr
+        leases = [
+            (r["method"], r["status"])
+            for r in cluster.sb.requests()[since:]
+            if "/leases" in r["path"]
+        ]
+        assert leases[0] == ("POST", 201)
+        assert [m for m, _ in leases].count("POST") == 1
+
     def test_the_lease_exists_while_the_run_holds_it(self, cluster: Cluster) -> None:
         """During a rollback the Lease names the run; afterwards it is gone."""
         cluster.sb.ready_delay = 2.0
