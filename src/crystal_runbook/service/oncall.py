@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crystal_runbook import errors
 from crystal_runbook.engine.registry import StepContext
 from crystal_runbook.service import triggers
 from crystal_runbook.service.workspace import Workspace
+
+if TYPE_CHECKING:
+    from crystal_runbook.triggers.evaluator import Report
 
 
 def _context(
@@ -29,12 +32,38 @@ def _context(
     )
 
 
+class _RulesNow:
+    """The service's trigger rules evaluated on a thread of their own.
+
+    A rule with ``rate()`` needs two scrapes a second apart: that second is spent waiting,
+    so the probes of the health URL and the Deployment run meanwhile instead of after it.
+    """
+
+    def __init__(self, ws: Workspace, service: str) -> None:
+        self.report: Report | None = None
+        self.error: errors.CrystalError | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(ws, service), name="health-rules", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, ws: Workspace, service: str) -> None:
+        try:
+            self.report = triggers.trigger_report(ws, service)
+        except errors.CrystalError as exc:  # rules that cannot run are not healthy
+            self.error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+
 def health(ws: Workspace, service: str) -> dict[str, Any]:
     """The service now: its health URL, its Deployment's rollout, its trigger rules.
 
     Returns the `health` JSON document of design.md section 4.
     """
     env, target = ws.target(service)
+    rules_now = _RulesNow(ws, service) if (ws.inventory_dir / "triggers.yaml").exists() else None
     checks: list[dict[str, Any]] = []
     probes = [
         ("health_url", "http.health", bool(target.get("health_url"))),
@@ -59,15 +88,14 @@ def health(ws: Workspace, service: str) -> dict[str, Any]:
             checks.append({"name": name, "ok": False, "detail": exc.message, "outputs": {}})
     rules: list[dict[str, Any]] = []
     rules_healthy = True
-    if (ws.inventory_dir / "triggers.yaml").exists():
-        try:
-            report = triggers.trigger_report(ws, service)
-        except errors.CrystalError as exc:  # rules that cannot run are not healthy
-            failed = {"name": "triggers", "ok": False, "detail": exc.message, "outputs": {}}
-            checks.append(failed)
-            report = None
-        if report is not None:
-            rules, rules_healthy = report.as_json()["rules"], report.healthy
+    if rules_now is not None:
+        rules_now.wait()
+        if rules_now.error is not None:
+            detail = rules_now.error.message
+            checks.append({"name": "triggers", "ok": False, "detail": detail, "outputs": {}})
+        elif rules_now.report is not None:
+            rules = rules_now.report.as_json()["rules"]
+            rules_healthy = rules_now.report.healthy
     healthy = (bool(checks) or bool(rules)) and all(c["ok"] for c in checks) and rules_healthy
     return {
         "service": service,

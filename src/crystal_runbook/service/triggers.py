@@ -56,9 +56,14 @@ def trigger_report(ws: Workspace, service: str, *, path: Path | None = None) -> 
         rules_data = saved.get("rules")
         if isinstance(rules_data, dict):
             ev.restore(rules_data, now=time.time(), max_age=watch.WatchSettings().state_ttl)
+        samples = store.samples_path(ws.state_dir, service, bound.env)
+        ev.load_samples(store.load(samples).get("targets") or {}, now=time.time())
         report = ev.evaluate()
         with contextlib.suppress(OSError):  # a read-only state dir must not fail `health`
             store.save(state_path, {**saved, "rules": ev.dump(), "saved_at": time.time()})
+            recent = ev.dump_samples()
+            if recent:
+                store.save(samples, {"targets": recent})
         return report
 
 
@@ -106,5 +111,6 @@ def watch(
             rollback=rollback,
             approve=approve,
             state_path=store.path_for(ws.state_dir, service, bound.env),
+            samples_path=store.samples_path(ws.state_dir, service, bound.env),
         )
         return watcher.run(once=once, stop=stop, on_report=on_report)

@@ -24,7 +24,7 @@ from typing import Any
 
 from crystal_runbook import errors
 from crystal_runbook.engine.secrets import Redactor
-from crystal_runbook.triggers import model, promql, rules
+from crystal_runbook.triggers import model, promql, rules, scrape
 from crystal_runbook.triggers.loader import Bound, BoundRule
 from crystal_runbook.triggers.promql import Series
 from crystal_runbook.triggers.sources import (
@@ -392,6 +392,43 @@ class Evaluator:
             history=tuple(state.history),
             description=rule.description,
         )
+
+    # -- recent samples, kept between processes -----------------------------------------------
+
+    def _scrape_selectors(self) -> list[promql.Selector]:
+        found: list[promql.Selector] = []
+        for bound in self.bound.rules:
+            if bound.source != "scrape":
+                continue
+            for text in (bound.rule.query, bound.rule.denominator):
+                if text is None:
+                    continue
+                try:
+                    found.extend(promql.selectors(promql.parse(text)))
+                except promql.PromQLError:
+                    continue
+        return found
+
+    def dump_samples(self) -> dict[str, Any]:
+        """The scrape source's latest samples that the rules read (``store.save_samples``)."""
+        source = self.sources.get("scrape")
+        if not isinstance(source, scrape.ScrapeSource):
+            return {}
+        return scrape.dump_latest(source.ring, source.targets, self._scrape_selectors())
+
+    def load_samples(self, saved: Mapping[str, Any], *, now: float) -> int:
+        """Take back another process's recent samples (``dump_samples``), so that ``rate()``
+        has its earlier sample without waiting for a second scrape. Only samples younger than
+        the shortest ``[range]`` of the rules, less one gap, can serve: an older one would lie
+        outside the range. Returns how many targets were taken back."""
+        ranges = [s.range for s in self._scrape_selectors() if s.range]
+        if not ranges or "scrape" not in self.bound.specs:
+            return 0
+        source = self.source("scrape")
+        if not isinstance(source, scrape.ScrapeSource):
+            return 0
+        max_age = min(ranges) - scrape.MIN_GAP
+        return scrape.load_latest(source.ring, source.targets, saved, now=now, max_age=max_age)
 
     # -- persisted state ----------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ checks of one run share it (``metrics.check``), so only the first of them waits.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -93,6 +94,11 @@ class Ring:
                 while ring and ring[0].at < at:
                     ring.popleft()
 
+    def scrapes(self, target: str) -> list[Scrape]:
+        """``target``'s scrapes, oldest first."""
+        with self._lock:
+            return list(self._scrapes.get(target, ()))
+
     def latest(self, target: str) -> Scrape | None:
         with self._lock:
             ring = self._scrapes.get(target)
@@ -129,6 +135,57 @@ class Ring:
                         if selector.matches(dict(labels)):
                             series.setdefault(labels, []).append((scrape.at, value))
         return list(series.items())
+
+
+def target_key(target: str) -> str:
+    """A target's name in saved state: a digest, so a URL's password is never written."""
+    return hashlib.sha256(target.encode()).hexdigest()[:16]
+
+
+def dump_latest(
+    ring: Ring, targets: list[str], selectors: list[promql.Selector]
+) -> dict[str, Any]:
+    """Each target's latest successful scrape, only the series some selector matches."""
+    out: dict[str, Any] = {}
+    for target in targets:
+        last = next(
+            (s for s in reversed(ring.scrapes(target)) if s.error is None),
+            None,
+        )
+        if last is None:
+            continue
+        kept = [
+            [list(labels), value]
+            for labels, value in last.samples.items()
+            if any(sel.matches(dict(labels)) for sel in selectors)
+        ]
+        out[target_key(target)] = {"at": last.at, "samples": kept}
+    return out
+
+
+def load_latest(
+    ring: Ring, targets: list[str], saved: Mapping[str, Any], *, now: float, max_age: float
+) -> int:
+    """Put saved scrapes (``dump_latest``) of these targets taken within ``max_age`` seconds
+    before ``now`` back in the ring; returns how many were taken back."""
+    taken = 0
+    for target in targets:
+        entry = saved.get(target_key(target))
+        if not isinstance(entry, Mapping):
+            continue
+        at = entry.get("at")
+        if not isinstance(at, int | float) or not now - max_age <= at <= now:
+            continue
+        samples: dict[Labels, float] = {}
+        for item in entry.get("samples") or []:
+            try:
+                labels, value = item
+                samples[tuple((str(k), str(v)) for k, v in labels)] = float(value)
+            except (TypeError, ValueError):
+                continue
+        ring.add(target, Scrape(at=float(at), samples=samples))
+        taken += 1
+    return taken
 
 
 def parse_text(text: str, *, job: str, instance: str) -> dict[Labels, float]:

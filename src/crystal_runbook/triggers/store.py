@@ -5,6 +5,11 @@ a rule has been pending for four of its five minutes, nor that this incident alr
 rollback. The state lives in ``<state dir>/triggers/<service>.<env>.json``, replaced
 atomically after each evaluation. It is small (rule states and short histories), holds no
 secrets (values and timestamps only) and is only trusted when recent (``WatchSettings``).
+
+Beside it, ``<service>.<env>.samples.json`` keeps the scrape source's latest samples of the
+series the rules read (targets named by a digest of their URL), written by `watch` and
+`health`: the next `health` or `watch --once` within the rules' ``rate()`` range has its
+earlier sample already and scrapes once instead of twice a second apart.
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ VERSION = 1
 
 def path_for(state_dir: Path, service: str, env: str) -> Path:
     return Path(state_dir) / "triggers" / f"{service}.{env}.json"
+
+
+def samples_path(state_dir: Path, service: str, env: str) -> Path:
+    return Path(state_dir) / "triggers" / f"{service}.{env}.samples.json"
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -116,6 +116,7 @@ class Watcher:
         rollback: Rollback | None = None,
         approve: Callable[[str], bool] | None = None,
         state_path: Path | None = None,
+        samples_path: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.evaluator = evaluator
@@ -124,6 +125,8 @@ class Watcher:
         self.rollback = rollback
         self.approve = approve
         self.state_path = state_path
+        self.samples_path = samples_path
+        """Where the latest samples are kept for the next process (``store.samples_path``)."""
         self.clock = clock
         self.incident: dict[str, Any] | None = None
         self.rollbacks: list[RollbackAttempt] = []
@@ -143,6 +146,10 @@ class Watcher:
             incident = saved.get("incident")
             if isinstance(incident, dict):
                 self.incident = incident
+        if self.samples_path is not None:
+            recent = store.load(self.samples_path).get("targets")
+            if isinstance(recent, dict):
+                self.evaluator.load_samples(recent, now=now)
         seeded = self.evaluator.seed(now, self.settings.interval)
         if seeded:
             self.notify(
@@ -314,6 +321,10 @@ class Watcher:
             self.incident = None
 
     def _save(self) -> None:
+        if self.samples_path is not None:
+            recent = self.evaluator.dump_samples()
+            if recent:
+                store.save(self.samples_path, {"targets": recent})
         if self.state_path is None:
             return
         store.save(
