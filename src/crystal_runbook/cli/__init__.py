@@ -130,4 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signal.SIGTERM, _sigterm)
     args = list(sys.argv[1:] if argv is None else argv)
     args = _hoist.hoist_global_options(args)
-    app(args=args, prog_name="crystal-runbook")
+    try:
+        app(args=args, prog_name="crystal-runbook")
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback, ever
+        raise SystemExit(_common.unexpected(exc)) from None

@@ -137,3 +137,34 @@ def ask_yes(question: str) -> bool:
     except (EOFError, KeyboardInterrupt):
         return False
     return answer.strip().lower() == "yes"
+
+
+def unexpected(exc: Exception) -> int:
+    """Say what an error nobody translated means, without a traceback; its exit code.
+
+    The state directory's files (a journal on a full, read-only or damaged disk, a path
+    too long) are the user's to fix: exit 2. Anything else is a bug of ours: exit 1.
+    """
+    import sqlite3
+
+    from crystal_runbook.engine.printable import printable
+
+    if isinstance(exc, sqlite3.DatabaseError):
+        message = f"the journal cannot be used: {exc}"
+        hint = (
+            "check the state directory (--state-dir, $CRYSTAL_STATE_DIR): free disk space, "
+            "write permission; a damaged journal.db can be moved aside (runs start afresh)"
+        )
+        code = 2
+    elif isinstance(exc, OSError):
+        where = f" {exc.filename}" if exc.filename else ""
+        message = f"cannot use{where}: {exc.strerror or exc}"
+        hint = "check the path, free disk space and permissions (--state-dir, $CRYSTAL_STATE_DIR)"
+        code = 2
+    else:
+        message = f"unexpected {type(exc).__name__}: {exc}"
+        hint = "this is a bug in crystal-runbook; please report it with the command you ran"
+        code = 1
+    print(printable(f"error: {message}"[:2000]), file=sys.stderr)
+    print(f"  hint: {hint}", file=sys.stderr)
+    return code

@@ -72,6 +72,12 @@ def scale_cmd(
 
     Example: crystal-runbook scale maia --replicas 10 --env production --yes
     """
+    if replicas > 1000 and not force and not dry_run:  # bad input: no run, nothing journalled
+        raise _common.fail(
+            f"--replicas {replicas} is more than 1000",
+            code=2,
+            hint="add --force if you really mean it (at most 2147483647, Kubernetes' limit)",
+        )
     params: dict[str, object] = {
         "service": service,
         "replicas": replicas,

@@ -15,7 +15,7 @@ from crystal_runbook.kube import resources
 
 
 class ScaleArgs(common.KubeArgs):
-    replicas: int = Field(ge=0)
+    replicas: int = Field(ge=0, le=common.INT32_MAX)
     force: bool = Field(
         default=False, description=f"allow more than {common.MAX_REPLICAS} replicas"
     )

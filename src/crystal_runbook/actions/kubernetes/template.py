@@ -107,6 +107,28 @@ class SetImageArgs(common.KubeArgs):
     image: str | None = Field(default=None, description="image for every container")
     crash_grace: Duration = 15.0
 
+    @field_validator("image")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_reference(value)
+        return value
+
+    @field_validator("images")
+    @classmethod
+    def _references(cls, value: dict[str, str]) -> dict[str, str]:
+        for image in value.values():
+            _check_reference(image)
+        return value
+
+
+def _check_reference(image: str) -> None:
+    if len(image) > 255 or not common.IMAGE_REFERENCE.fullmatch(image):
+        raise ValueError(
+            f"{image[:80]!r} is not an image reference: [registry/]repository[:tag][@digest], "
+            "the repository in lower case (e.g. registry.local/maia:1.5.1)"
+        )
+
 
 class SetImage(_TemplateChange):
     """Set container images of a Deployment (`kubectl set image`)."""
