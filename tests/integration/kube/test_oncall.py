@@ -60,7 +60,7 @@ class TestScale:
     @pytest.mark.parametrize(
         ("replicas", "code", "message"),
         [
-            ("1001", 1, "1001 replicas is more than 1000"),
+            ("1001", 2, "--replicas 1001 is more than 1000"),
             ("-1", 2, "below its minimum 0"),
             ("many", 2, "'many' is not a valid int"),
         ],
