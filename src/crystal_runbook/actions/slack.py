@@ -114,6 +114,12 @@ class NotifyArgs(Args):
         max_length=MAX_TITLE,
         description="Title Slack shows for the file (default: its name); needs `file`.",
     )
+    live: bool = Field(
+        default=False,
+        description="This message is the run's live progress message: with a token, every "
+        "step's state and time is kept below its text (chat.update), and the run's other "
+        "messages reply in its thread (docs/slack.md). The first such step of a run counts.",
+    )
 
     @field_validator("thread_ts", "reply_to", "channel", mode="before")
     @classmethod

@@ -68,7 +68,7 @@ def execute(
                 _output.progress(opts, _output.step_list(request), title) as sink,
             ):
                 ws.sink = sink
-                result = ws.executor(request).run(request)
+                result = service.runs.execute(ws, request)
         finally:
             ws.close()
         _output.show_result(opts, result)

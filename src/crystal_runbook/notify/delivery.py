@@ -122,6 +122,8 @@ class Courier:
     def _deliver_held(
         self, entry: outbox_mod.Entry, *, deadline: float | None, progress: Progress, live: bool
     ) -> Result:
+        if entry.message.update:  # a parked live progress state: replace, do not post
+            return self._update_held(entry, deadline=deadline, progress=progress)
         if entry.delivery is not None:  # "posted": the message is on Slack, its file is not
             return self._upload_held(entry, deadline=deadline, progress=progress, live=live)
         channel, thread_ts, wait_for = self._route(entry, live=live)
@@ -169,6 +171,43 @@ class Courier:
             )
             return self._failed(entry, unexpected, maybe_posted=True, live=live)
         return self._posted(entry, delivery, deadline=deadline, progress=progress, live=live)
+
+    def _update_held(
+        self, entry: outbox_mod.Entry, *, deadline: float | None, progress: Progress
+    ) -> Result:
+        """Replace the message this update is for with its text and blocks, once that
+        message is on Slack. ``chat.update`` is idempotent: no look-up before a retry."""
+        step = entry.message.reply_to or ""
+        parent = self.outbox.get(entry.parent_key) if entry.parent_key else None
+        if parent is None or parent.delivery is None:
+            parent = self.outbox.of_step(entry.origin.run_id, step) or parent
+        path = self.outbox.path(entry)
+        if parent is None:
+            error = errors.ConfigurationError(
+                f"the message this progress updates (step {step} of run {entry.origin.run_id}) "
+                "is not in the outbox",
+                hint=f"delete {notices.display(path)}: there is nothing to update",
+            )
+            return self._failed(entry, error, maybe_posted=False, live=False)
+        if parent.delivery is None:
+            return Result(
+                entry.key, "skipped", f"waits for {parent.key} (the message it updates)",
+                {"outbox": str(path)}, path,
+            )
+        where = parent.delivery
+        try:
+            self.web.update(
+                channel=where.channel,
+                ts=where.ts,
+                text=entry.message.text,
+                blocks=entry.message.blocks,
+                deadline=deadline,
+                progress=progress,
+            )
+        except errors.CrystalError as exc:
+            return self._failed(entry, exc, maybe_posted=False, live=False)
+        delivery = outbox_mod.Delivery(where.channel, where.ts, where.permalink, outbox_mod.now())
+        return self._sent(self.outbox.mark_sent(entry, delivery), note="updated in place")
 
     def _posted(
         self,

@@ -13,6 +13,10 @@ twice. Layout under ``<state dir>/outbox/``::
     <key>.json          waiting: status "pending", or "sending" while (or if a crash
                         happened while) a process was posting it, or "posted" when the
                         message is on Slack and the file it shares is not yet
+    <run>._live-update.latest.json
+                        waiting: the latest state of a run's live progress message that
+                        Slack did not take (an update of the message, not a new one; one
+                        per run, overwritten: undelivered updates collapse to the latest)
     sent/<key>.json     delivered: Slack's channel id, message ts and permalink (and the
                         shared file's id and permalink)
     .locks/<key>.lock   held (flock) by the one process delivering that notification
@@ -65,6 +69,9 @@ class Message:
     file: str | None = None
     """Absolute path of a file to upload into the message's thread once it is posted."""
     file_title: str | None = None
+    update: bool = False
+    """Not a new message: the new text and blocks of the message ``reply_to``'s step sent
+    (``chat.update``): a run's live progress, parked while Slack did not take it."""
 
 
 @dataclass(frozen=True)
@@ -189,9 +196,22 @@ def make_key(origin: Origin, message: Message) -> str:
     ]
     if message.file is not None:
         parts += [message.file, message.file_title]
+    if message.update:
+        parts.append("update")
     body = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(body.encode()).hexdigest()[:12]
     return f"{_safe(origin.run_id)}.{_safe(origin.step_id)}.{digest}"
+
+
+LIVE_STEP = "_live"
+"""The pseudo step of a run's own live progress message (not a valid step id: no clash)."""
+LIVE_UPDATE_STEP = "_live-update"
+"""The pseudo step of a run's parked live progress state."""
+
+
+def live_key(run_id: str) -> str:
+    """The one key of a run's parked live progress state (overwritten by newer states)."""
+    return f"{_safe(run_id)}.{LIVE_UPDATE_STEP}.latest"
 
 
 def step_prefix(run_id: str, step_id: str) -> str:
@@ -250,6 +270,23 @@ class Outbox:
         _write_atomic(path, entry.to_json())
         return path
 
+    def park(self, entry: Entry) -> Path:
+        """Store the latest state of a message update (``message.update``), replacing the
+        one waiting under its key but keeping that one's place in the queue (its
+        ``created_at``), and dropping the record of an earlier delivered state."""
+        waiting = self.root / f"{entry.key}.json"
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            entry = entry.with_(created_at=_read(waiting).created_at)
+        path = self.write(entry)
+        with contextlib.suppress(FileNotFoundError):
+            (self.sent_dir / f"{entry.key}.json").unlink()
+        return path
+
+    def unpark(self, key: str) -> None:
+        """Drop a parked update (a newer state reached Slack)."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / f"{key}.json").unlink()
+
     def mark_posted(self, entry: Entry, delivery: Delivery) -> Entry:
         """Record that the message is on Slack while its file still waits (stays waiting)."""
         posted = entry.with_(status=POSTED, delivery=delivery, last_error=None)
@@ -293,6 +330,12 @@ class Outbox:
                 broken.append(Broken(path, f"{type(exc).__name__}: {exc}"))
         entries.sort(key=lambda e: (e.created_at, e.key))
         return entries, broken
+
+    def forget_lock(self, key: str) -> None:
+        """Remove the lock file of ``key`` when nothing of it waits any more."""
+        if not (self.root / f"{key}.json").exists():
+            with contextlib.suppress(FileNotFoundError):
+                self._lock_path(key).unlink()
 
     def _lock_path(self, key: str) -> Path:
         return self.root / ".locks" / f"{key}.lock"
@@ -352,6 +395,23 @@ class TolerantOutbox(Outbox):
         except OSError as exc:
             self._failed(f"write {self.path(entry)}", exc)
             return self.path(entry)
+
+    def park(self, entry: Entry) -> Path:
+        """Store the latest state of a message update (``message.update``), replacing the
+        one waiting under its key but keeping that one's place in the queue (its
+        ``created_at``), and dropping the record of an earlier delivered state."""
+        waiting = self.root / f"{entry.key}.json"
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            entry = entry.with_(created_at=_read(waiting).created_at)
+        path = self.write(entry)
+        with contextlib.suppress(FileNotFoundError):
+            (self.sent_dir / f"{entry.key}.json").unlink()
+        return path
+
+    def unpark(self, key: str) -> None:
+        """Drop a parked update (a newer state reached Slack)."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.root / f"{key}.json").unlink()
 
     def mark_posted(self, entry: Entry, delivery: Delivery) -> Entry:
         posted = entry.with_(status=POSTED, delivery=delivery, last_error=None)

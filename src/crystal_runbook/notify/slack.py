@@ -272,6 +272,24 @@ class Notifier:
             results.append(result)
         return results
 
+    # -- for the live progress message (notify.livechannel) ----------------------------------
+
+    def prepare(self, origin: Mapping[str, Any], notice: Mapping[str, Any]) -> outbox_mod.Entry:
+        """The outbox entry ``send`` would make of this notice (its key, the message it
+        replies to)."""
+        return self._entry(origin, notice, self._tolerant([]))
+
+    def keep(self, entry: outbox_mod.Entry, *, reason: str) -> None:
+        """Queue ``entry`` for `outbox flush` without trying Slack (known to be down), unless
+        the outbox has it already. Never raises: an outbox that cannot be written is said
+        in the log."""
+        problems: list[str] = []
+        outbox = self._tolerant(problems)
+        if outbox.get(entry.key) is None:
+            outbox.write(entry.with_(last_error=self.redactor.text(reason)))
+        for problem in problems:
+            self.stream.write(f"WARNING: Slack message NOT KEPT: {problem}\n")
+
     # -- inside ------------------------------------------------------------------------------
 
     def _message(self, notice: Mapping[str, Any]) -> outbox_mod.Message:

@@ -284,6 +284,27 @@ class SlackWeb:
         link = data.get("permalink")
         return str(link) if link else None
 
+    def update(
+        self,
+        *,
+        channel: str,
+        ts: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None,
+        deadline: float | None,
+        tries: int = MAX_TRIES,
+        progress: Progress = _quiet,
+    ) -> None:
+        """Replace the text and blocks of the app's message ``ts`` in ``channel`` (an id)."""
+        self.call(
+            f"updating message {ts} in {channel}",
+            lambda c: c.chat_update(channel=channel, ts=ts, text=text, blocks=blocks),
+            deadline=deadline,
+            channel=channel,
+            tries=tries,
+            progress=progress,
+        )
+
     def post(
         self,
         entry: outbox_mod.Entry,

@@ -81,7 +81,7 @@ def run(
     pending = unfinished(ws, service, env)
     if pending is not None:
         return finish(ws, pending, service, env)
-    return ws.executor(req).run(req)
+    return runs.execute(ws, req)
 
 
 def check_allowed(ws: Workspace, service: str, env: str, *, allow_production: bool) -> None:

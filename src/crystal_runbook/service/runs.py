@@ -14,6 +14,7 @@ from crystal_runbook.engine import executor as executor_mod
 from crystal_runbook.engine import journal as journal_mod
 from crystal_runbook.engine import loader
 from crystal_runbook.engine import params as params_mod
+from crystal_runbook.service import live
 from crystal_runbook.service.workspace import Workspace
 
 
@@ -99,7 +100,14 @@ def run(
         ws, runbook, params, assume_yes=assume_yes, allow_paths=allow_paths, drill=drill, meta=meta
     )
     req.break_lock = break_lock
-    return ws.executor(req).run(req)
+    return execute(ws, req)
+
+
+def execute(ws: Workspace, req: executor_mod.Request) -> executor_mod.RunResult:
+    """Run a prepared request (``request``), with its live progress message in Slack when it
+    has one (``service.live``): every run from every shell starts here."""
+    with live.watching(ws, req) as sinks:
+        return ws.executor(req, sinks=sinks).run(req)
 
 
 def resume(
@@ -142,7 +150,8 @@ def resume(
         redacted_params=record.params,
         force=force,
     )
-    return ws.executor(req).resume(record, req)
+    with live.watching(ws, req, resumed=record) as sinks:
+        return ws.executor(req, sinks=sinks).resume(record, req)
 
 
 def history(

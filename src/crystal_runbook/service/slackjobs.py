@@ -9,29 +9,34 @@ run: ``service.runs`` with the shipped runbook.
 - ``propose``: `plan` the mutation; post the confirm message (what will change, Confirm and
   Cancel) in the channel, or say ephemerally why it would not run.
 - ``decided``: a judged button press; update the message, start the run.
-- ``run``: the run itself. Its workspace's ``confirm`` is a ``SlackApprover``: the run's own
-  confirmation was the Confirm button; a runbook's `approval` step posts Approve and Reject
-  buttons in the thread and waits for them (item 6), under the same two-person rule.
-- ``read_only``: `health` and `logs`, answered ephemerally.
+- ``run``: the run itself. Its workspace's ``confirm`` is a ``slackapprover.SlackApprover``:
+  the run's own confirmation was the Confirm button; a runbook's `approval` step posts
+  Approve and Reject buttons in the thread and waits for them (item 6), under the same
+  two-person rule.
+- ``read_only`` (``slackread``): `health` and `logs`, answered ephemerally.
 
-Nothing here lets a Slack failure touch a run: every Slack call is made through ``_say``,
-which logs and swallows errors.
+Nothing here lets a Slack failure touch a run: every Slack call is made through
+``slacksay``, which logs and swallows errors.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crystal_runbook import errors
 from crystal_runbook.engine import durations
 from crystal_runbook.engine import journal as journal_mod
-from crystal_runbook.engine.events import Event
 from crystal_runbook.service import approvals as approvals_mod
-from crystal_runbook.service import drills, oncall, runs, slackparse
+from crystal_runbook.service import (
+    drills,
+    runs,
+    slackapprover,
+    slackparse,
+    slackread,
+    slacksay,
+)
 from crystal_runbook.service.slack import (
     RUNBOOKS,
     Button,
@@ -48,56 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("crystal_runbook.slack")
 
-LOG_LINES = 50
-"""Lines `/crystal logs` shows (the last ones)."""
-LOG_LINE_CHARS = 300
-"""A longer log line is cut: Slack shows a message of at most 40,000 characters."""
 MAX_CHANGES = 12
 """Changes listed in a confirm message (the plan has them all)."""
-
-
-# -- Slack calls that never fail a job --------------------------------------------------------
-
-
-def _redacted(app: SlackCommands, reply: Reply) -> Reply:
-    text = app.base.redactor.text
-    return Reply(
-        text(reply.text),
-        tuple(text(line) for line in reply.lines),
-        None if reply.code is None else text(reply.code),
-        reply.buttons,
-        reply.ephemeral,
-    )
-
-
-def _say(app: SlackCommands, what: str, call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except Exception as exc:  # noqa: BLE001 - Slack failing must never stop a job or a run
-        log.warning("Slack: %s failed: %s", what, app.base.redactor.text(str(exc)))
-        return None
-
-
-def _respond(app: SlackCommands, response_url: str | None, reply: Reply) -> None:
-    if response_url:
-        _say(app, "answering", lambda: app.port.respond(response_url, _redacted(app, reply)))
-
-
-def _update(app: SlackCommands, pending: approvals_mod.Pending, reply: Reply) -> None:
-    if pending.where is not None:
-        channel, ts = pending.where
-        _say(app, "updating a message", lambda: app.port.update(channel, ts, _redacted(app, reply)))
-
-
-def _post(
-    app: SlackCommands, channel: str, reply: Reply, *, thread_ts: str | None = None
-) -> str | None:
-    found = _say(
-        app,
-        "posting",
-        lambda: app.port.post(channel, _redacted(app, reply), thread_ts=thread_ts),
-    )
-    return str(found) if found else None
 
 
 # -- dispatch ---------------------------------------------------------------------------------
@@ -106,7 +63,7 @@ def _post(
 def job_for(app: SlackCommands, inv: Invocation, cmd: slackparse.Command) -> Callable[[], None]:
     """The background job of an accepted command."""
     if cmd.name in ("health", "logs"):
-        return lambda: read_only(app, inv, cmd)
+        return lambda: slackread.read_only(app, inv, cmd)
     return lambda: propose(app, inv, cmd)
 
 
@@ -147,7 +104,7 @@ def propose(app: SlackCommands, inv: Invocation, cmd: slackparse.Command) -> Non
         _request, planned = runs.plan(ws, runbook, params)
     except errors.CrystalError as exc:
         app.refuse(inv.user_id, inv.user_name, exc.message, command=cmd.describe())
-        _respond(app, inv.response_url, Reply(f":no_entry: `{cmd.describe()}`: {exc}"))
+        slacksay.respond(app, inv.response_url, Reply(f":no_entry: `{cmd.describe()}`: {exc}"))
         return
     finally:
         ws.close()
@@ -160,7 +117,7 @@ def propose(app: SlackCommands, inv: Invocation, cmd: slackparse.Command) -> Non
             "; ".join(p.summary for p in failing),
             command=cmd.describe(),
         )
-        _respond(
+        slacksay.respond(
             app,
             inv.response_url,
             Reply(f":no_entry: `{cmd.describe()}` would not run; nothing changed:", tuple(reasons)),
@@ -168,7 +125,9 @@ def propose(app: SlackCommands, inv: Invocation, cmd: slackparse.Command) -> Non
         return
     changes = _change_lines(planned)
     if not changes:
-        _respond(app, inv.response_url, Reply(f"Nothing to change: `{cmd.describe()}` holds now."))
+        slacksay.respond(
+            app, inv.response_url, Reply(f"Nothing to change: `{cmd.describe()}` holds now.")
+        )
         return
     approvers = app.access().approvers(cmd.env)
     pending = app.approvals.ask(
@@ -187,10 +146,10 @@ def propose(app: SlackCommands, inv: Invocation, cmd: slackparse.Command) -> Non
             "changes": changes,
         },
     )
-    ts = _post(app, inv.channel_id, confirm_message(pending))
+    ts = slacksay.post(app, inv.channel_id, confirm_message(pending))
     if ts is None:
         app.approvals.withdraw(pending)
-        _respond(
+        slacksay.respond(
             app,
             inv.response_url,
             Reply(
@@ -258,15 +217,18 @@ def decided(app: SlackCommands, judged: approvals_mod.Press, press: ButtonPress)
     if pending.kind == "approval":  # the waiting run goes on by itself
         verdict = "Approved" if judged.outcome == "start" else "Rejected"
         reply = Reply(f"{verdict} by {who}: {pending.summary}", ephemeral=False)
-        app.submit("update approval", lambda: _update(app, pending, reply))
+        app.submit("update approval", lambda: slacksay.update(app, pending, reply))
         return
     if judged.outcome == "need_approval":
-        app.submit("update confirm", lambda: _update(app, pending, confirm_message(pending)))
+        app.submit(
+            "update confirm", lambda: slacksay.update(app, pending, confirm_message(pending))
+        )
         return
     if judged.outcome == "cancelled":
         note = f":no_entry_sign: Cancelled by {who}; nothing ran."
         app.submit(
-            "update confirm", lambda: _update(app, pending, confirm_message(pending, note=note))
+            "update confirm",
+            lambda: slacksay.update(app, pending, confirm_message(pending, note=note)),
         )
         return
     by = f"Confirmed by <@{pending.confirmed_by}>"
@@ -275,7 +237,7 @@ def decided(app: SlackCommands, judged: approvals_mod.Press, press: ButtonPress)
     note = f":arrow_forward: {by}. Starting…"
     if not app.submit(f"run {pending.summary}", lambda: run(app, pending, note)):
         busy = f":hourglass: {by}, but crystal-runbook is busy or shutting down; nothing ran."
-        _update(app, pending, confirm_message(pending, note=busy))
+        slacksay.update(app, pending, confirm_message(pending, note=busy))
 
 
 def expired(app: SlackCommands, pending: approvals_mod.Pending) -> None:
@@ -290,113 +252,14 @@ def expired(app: SlackCommands, pending: approvals_mod.Pending) -> None:
     )
     if pending.kind == "confirm":
         note = ":alarm_clock: Expired after 10 minutes; nothing ran. Run the command again."
-        _update(app, pending, confirm_message(pending, note=note))
+        slacksay.update(app, pending, confirm_message(pending, note=note))
     else:
-        _update(app, pending, Reply(f":alarm_clock: Expired: {pending.summary}", ephemeral=False))
+        slacksay.update(
+            app, pending, Reply(f":alarm_clock: Expired: {pending.summary}", ephemeral=False)
+        )
 
 
 # -- the run ----------------------------------------------------------------------------------
-
-
-class SlackApprover:
-    """The ``confirm`` of a run from Slack: approvals are Slack buttons in its thread.
-
-    The executor asks first for the environment's confirmation (before the run starts):
-    that was the Confirm press. Any later question comes from an `approval` step: the
-    decision (who approved, or that it was rejected or expired) is journalled in the run
-    itself, and a step that was not approved fails saying why.
-    """
-
-    def __init__(self, app: SlackCommands, origin: approvals_mod.Pending) -> None:
-        self.app = app
-        self.origin = origin
-        self.started = False
-        self.run_id: str | None = None
-        self.step_id: str | None = None
-        self.journal: journal_mod.Journal | None = None
-        """The run's journal (set once the run's workspace exists)."""
-
-    def observe(self, event: Event) -> None:
-        """A sink: notes when the run has started (later questions are approval steps) and
-        which step is applying (the one asking)."""
-        if event.kind == "run" and event.status in ("running", "resumed"):
-            self.started = True
-            self.run_id = event.run_id
-        elif event.kind == "step" and event.status == "applying":
-            self.step_id = event.step_id
-
-    def _journal(self, status: str, message: str, **data: Any) -> None:
-        if self.journal is None or self.run_id is None:
-            return
-        try:
-            self.journal.add_event(
-                self.run_id, step_id=self.step_id, kind="approval", status=status,
-                message=message, data=data,
-            )
-        except errors.CrystalError as exc:  # the step's own journalling says the rest
-            log.error("cannot journal the approval of run %s: %s", self.run_id, exc)
-
-    def __call__(self, question: str) -> bool:
-        if not self.started:
-            return True  # the run's own confirmation: the Confirm button was pressed
-        app, origin = self.app, self.origin
-        prompt = question.removesuffix(" Type yes to approve").strip()
-        approvers = app.access().approvers(origin.env)
-        pending = app.approvals.ask(
-            kind="approval",
-            invoker=origin.invoker,
-            env=origin.env,
-            command=origin.command,
-            summary=prompt,
-            approvers=approvers,
-            data={"channel": origin.data.get("channel")},
-        )
-        who = (
-            "an allowed person other than <@" + origin.invoker + ">"
-            if approvers >= 2
-            else "an allowed person"
-        )
-        reply = Reply(
-            f":raising_hand: Approval needed: {prompt}",
-            (f"{who} must press Approve (or Reject); the buttons expire in 10 minutes.",),
-            buttons=(
-                Button("approve", "Approve", pending.token, "primary"),
-                Button("reject", "Reject", pending.token, "danger"),
-            ),
-            ephemeral=False,
-        )
-        assert origin.where is not None  # noqa: S101 - runs start from a posted confirm
-        channel, thread_ts = origin.where
-        ts = _post(app, channel, reply, thread_ts=thread_ts)
-        again = "`crystal-runbook resume` of the run asks again"
-        if ts is None:
-            app.approvals.withdraw(pending)
-            raise errors.PermanentActionError(
-                f"could not post the approval buttons in Slack: {prompt}",
-                hint=f"check that the app can post in the channel; {again}",
-            )
-        pending.where = (channel, ts)
-        while not pending.done.wait(0.5):
-            if app.stopping.is_set():
-                raise KeyboardInterrupt
-            if time.monotonic() >= pending.expires:
-                app.tick()
-        if app.stopping.is_set() and pending.state not in ("started", "rejected"):
-            raise KeyboardInterrupt
-        by = pending.decided_by
-        if pending.state == "started":
-            self._journal("approved", f"approved by slack:{by} in Slack: {prompt}", user=by)
-            return True
-        if pending.state == "rejected":
-            self._journal("rejected", f"rejected by slack:{by} in Slack: {prompt}", user=by)
-            raise errors.PermanentActionError(
-                f"approval rejected in Slack by <@{by}>: {prompt}", hint=again
-            )
-        self._journal("expired", f"nobody decided within 10 minutes: {prompt}")
-        raise errors.PermanentActionError(
-            f"approval expired in Slack: nobody pressed Approve within 10 minutes: {prompt}",
-            hint=again,
-        )
 
 
 def run(app: SlackCommands, pending: approvals_mod.Pending, note: str) -> None:
@@ -404,11 +267,13 @@ def run(app: SlackCommands, pending: approvals_mod.Pending, note: str) -> None:
 
     The message's "Starting…" update is its own job: a Slack outage must not delay the run.
     """
-    app.submit("update confirm", lambda: _update(app, pending, confirm_message(pending, note=note)))
+    app.submit(
+        "update confirm", lambda: slacksay.update(app, pending, confirm_message(pending, note=note))
+    )
     assert pending.where is not None  # noqa: S101 - only posted confirmations are pressed
     channel, ts = pending.where
     data = pending.data
-    approver = SlackApprover(app, pending)
+    approver = slackapprover.SlackApprover(app, pending)
     ws = workspace_for(
         app.base,
         actor=actor(pending.invoker, str(data.get("user_name", ""))),
@@ -441,7 +306,7 @@ def run(app: SlackCommands, pending: approvals_mod.Pending, note: str) -> None:
         else:
             result = runs.run(ws, str(data["runbook"]), params, meta=meta)
     except KeyboardInterrupt:
-        _post(
+        slacksay.post(
             app,
             channel,
             Reply(
@@ -452,7 +317,7 @@ def run(app: SlackCommands, pending: approvals_mod.Pending, note: str) -> None:
         )
         return
     except errors.CrystalError as exc:
-        _post(
+        slacksay.post(
             app,
             channel,
             Reply(f":no_entry: could not start: {exc}", ephemeral=False),
@@ -461,7 +326,7 @@ def run(app: SlackCommands, pending: approvals_mod.Pending, note: str) -> None:
         return
     finally:
         ws.close()
-    _post(app, channel, result_reply(result.run, result.error), thread_ts=ts)
+    slacksay.post(app, channel, result_reply(result.run, result.error), thread_ts=ts)
 
 
 def result_reply(run: journal_mod.RunRecord, error: errors.CrystalError | None) -> Reply:
@@ -490,63 +355,4 @@ def result_reply(run: journal_mod.RunRecord, error: errors.CrystalError | None) 
     return Reply(
         f":x: Run `{run.id}` ({what}) {run.status} after {took}: {run.error}{hint}",
         ephemeral=False,
-    )
-
-
-# -- read-only answers ------------------------------------------------------------------------
-
-
-def read_only(app: SlackCommands, inv: Invocation, cmd: slackparse.Command) -> None:
-    """`health` and `logs`, answered ephemerally through the command's response_url."""
-    assert cmd.service is not None  # noqa: S101 - the grammar requires it
-    ws = workspace_for(app.base, actor=actor(inv.user_id, inv.user_name), env=cmd.env)
-    try:
-        if cmd.name == "health":
-            reply = health_reply(oncall.health(ws, cmd.service))
-        else:
-            reply = logs_reply(ws, cmd)
-    except errors.CrystalError as exc:
-        reply = Reply(f":x: `{cmd.describe()}`: {exc}")
-    finally:
-        ws.close()
-    _respond(app, inv.response_url, reply)
-
-
-def health_reply(report: Mapping[str, Any]) -> Reply:
-    mark = ":white_check_mark:" if report["healthy"] else ":red_circle:"
-    state = "healthy" if report["healthy"] else "NOT healthy"
-    lines = [
-        f"{'✓' if c['ok'] else '✗'} {c['name']}: {c['detail']}" for c in report.get("checks", [])
-    ]
-    lines += [
-        f"{r['state']}: {r['name']} (value {r.get('value')}, threshold {r.get('threshold')})"
-        for r in report.get("rules", [])
-    ]
-    return Reply(f"{mark} {report['service']} in {report['env']}: {state}", tuple(lines))
-
-
-def logs_reply(ws: Any, cmd: slackparse.Command) -> Reply:
-    assert cmd.service is not None  # noqa: S101 - the grammar requires it
-    found: list[str] = []
-
-    def emit(line: str) -> None:
-        found.append(line if len(line) <= LOG_LINE_CHARS else line[: LOG_LINE_CHARS - 1] + "…")
-        del found[:-LOG_LINES]
-
-    oncall.logs(
-        ws,
-        cmd.service,
-        since=None,
-        tail=LOG_LINES,
-        grep=cmd.grep,
-        follow=False,
-        emit=emit,
-        stop=threading.Event(),
-    )
-    grep = f" matching `{cmd.grep}`" if cmd.grep else ""
-    if not found:
-        return Reply(f"No log lines of {cmd.service} in {cmd.env}{grep}.")
-    return Reply(
-        f"The last {len(found)} log lines of {cmd.service} in {cmd.env}{grep}:",
-        code="\n".join(found),
     )

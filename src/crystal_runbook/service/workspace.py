@@ -26,7 +26,7 @@ from crystal_runbook.engine import inventory as inventory_mod
 from crystal_runbook.engine import journal as journal_mod
 from crystal_runbook.engine import loader, printable
 from crystal_runbook.engine import locks as locks_mod
-from crystal_runbook.engine.events import Sink
+from crystal_runbook.engine.events import Sink, fan_out
 from crystal_runbook.engine.registry import Action, Registry
 from crystal_runbook.engine.secrets import Redactor
 from crystal_runbook.service import journals
@@ -172,13 +172,20 @@ class Workspace:
         except errors.CrystalError:  # unknown here (another machine's run), or unreadable
             return False
 
-    def executor(self, request: executor_mod.Request | None = None) -> executor_mod.Executor:
+    def executor(
+        self, request: executor_mod.Request | None = None, *, sinks: Sequence[Sink] = ()
+    ) -> executor_mod.Executor:
+        """An executor for ``request`` whose events go to this workspace's sink and
+        ``sinks`` (a run's live progress message)."""
+        sink = self.sink
+        if sinks:
+            sink = fan_out([s for s in (self.sink, *sinks) if s is not None])
         return executor_mod.Executor(
             registry=self.registry,
             journal=self.journal,
             lock_backends=self.lock_backends(request.target if request else None),
             state_dir=self.state_dir,
-            sink=self.sink,
+            sink=sink,
             confirm=self.confirm,
             redactor=self.redactor,
         )

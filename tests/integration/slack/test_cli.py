@@ -14,6 +14,8 @@ from tests.conftest import Cli
 from tests.unit.slack.helpers import ANNOUNCE, SERVICES
 
 pytestmark = pytest.mark.integration
+OFF = {"CRYSTAL_LIVE_PROGRESS": "off"}
+"""Only `slack.notify`'s messages (the live progress message is tested in slackapp/)."""
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def test_resume_after_kill_during_the_post_does_not_post_twice(
 ) -> None:
     """Killed after Slack took the message but before it answered: resume finds it, posts no copy."""
     slack_server.slow("chat.postMessage", 3.0)
-    proc = workspace.popen("run", "announce", "-p", "service=maia", **slack_server.env())
+    proc = workspace.popen("run", "announce", "-p", "service=maia", **slack_server.env(), **OFF)
     deadline = time.monotonic() + 20
     while not slack_server.posted() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -37,7 +39,7 @@ def test_resume_after_kill_during_the_post_does_not_post_twice(
     proc.communicate(timeout=10)
     runs = json.loads(workspace("runs", "-o", "json").stdout)
     assert runs[0]["status"] == "running"  # killed: nobody journalled its end
-    resumed = workspace("resume", runs[0]["id"], "-o", "json", **slack_server.env())
+    resumed = workspace("resume", runs[0]["id"], "-o", "json", **slack_server.env(), **OFF)
     assert resumed.returncode == 0, resumed.stderr
     steps = {s["id"]: s for s in json.loads(resumed.stdout)["steps"]}
     announce, summary = slack_server.posted("#maia-incidents")
