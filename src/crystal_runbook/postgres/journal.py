@@ -29,11 +29,6 @@ class PostgresJournal:
         self._encoder = common.Encoder(self.redactor)
         self.host = socket.gethostname()
 
-    @property
-    def where(self) -> str:
-        """The database, password masked (for messages and `db status`)."""
-        return self.db.masked
-
     # -- writes ------------------------------------------------------------------------------
 
     def _event(
