@@ -1,11 +1,14 @@
 """The sandbox: a local Kubernetes API server emulator for practice, tests and benchmarks.
 
 Real kubectl 1.37 and the official Python ``kubernetes`` client work against it (design.md
-section 7): discovery, core/v1 (namespaces, pods with logs, events, configmaps, services),
-apps/v1 (deployments, replicasets, with ``/scale`` and ``/status``), coordination.k8s.io/v1
-leases, autoscaling/v2 HPAs; watches, the three patch types, selectors, dryRun; a deployment
-controller with revisions and rolling updates; pods whose simulated service serves
-``/health`` and ``/metrics`` and writes logs; fault injection. Standard library only.
+section 7): discovery and ``/openapi/v3``, core/v1 (namespaces, a node, pods with logs,
+events, configmaps, secrets, serviceaccounts, services), apps/v1 (deployments, replicasets,
+with ``/scale`` and ``/status``), batch/v1, policy/v1, rbac/v1, coordination.k8s.io/v1,
+autoscaling/v2, metrics.k8s.io; watches, the three patch types, selectors per kind, dryRun,
+fieldValidation, graceful deletion; a deployment controller that follows upstream's (revisions,
+rolling updates, proportional scaling, pruning); pods whose simulated service serves
+``/health`` and ``/metrics`` and writes logs; fault injection. Standard library only on the
+request path (``openapi_gen`` is a dev tool that writes the schemas it reads).
 
 Use from Python::
 
@@ -21,7 +24,8 @@ Modules, each with one job: ``lifecycle`` (start/stop, the handle, admin endpoin
 ``patch``, ``selectors``, ``admission`` (defaults, validation), ``resources`` (types and
 discovery), ``tables``, ``controllers``/``deployments``/``replicasets``/``gc``/``kubelet``/
 ``workqueue``, ``workload``/``podnet``/``proxy``/``logs`` (the simulated service),
-``events``, ``faults``, ``requestlog``, ``config``, ``seed``, ``hashing``, ``apierrors``.
+``events``, ``faults``, ``requestlog``, ``config``, ``seed``, ``hashing``, ``apierrors``; see
+docs/sandbox.md for the full list and the upstream function each behaviour follows.
 """
 
 from __future__ import annotations

@@ -18,10 +18,13 @@ from typing import Any
 from crystal_runbook.sandbox import (
     apierrors,
     logs,
+    openapi,
     podmetrics,
+    protobuf,
     proxy,
     resources,
     rest,
+    schema,
     store,
     tables,
     watch,
@@ -116,6 +119,7 @@ class Api:
         self.kubelet = kubelet
         self.proxy = proxy.ServiceProxy(st, kubelet)
         self.metrics = podmetrics.PodMetrics(st, kubelet)
+        self.openapi = openapi.OpenAPIV3()
         self._server_address = server_address
         self._admin = admin
 
@@ -138,6 +142,13 @@ class Api:
             ("/healthz/", "/livez/", "/readyz/")
         ):
             return Response(200, b"ok", "text/plain; charset=utf-8")
+        if path == "/openapi/v3":
+            return json_response(200, self.openapi.index())
+        if path.startswith("/openapi/v3/"):
+            document = self.openapi.document(path.removeprefix("/openapi/v3/"))
+            if document is None:
+                raise apierrors.path_not_found(path)
+            return Response(200, document, JSON, {"Cache-Control": "public, immutable"})
         if path == "/api":
             if "as=APIGroupDiscoveryList" in req.header("Accept"):
                 return json_response(200, self.registry.aggregated(core=True), AGGREGATED)
@@ -199,6 +210,8 @@ class Api:
         res, ns = t.res, t.namespace
         if res in resources.COMPUTED:
             return self._computed(req, t)
+        warnings: list[str] = []
+        fields = _write_fields(req, warnings)
         if t.name is None:
             if method == "GET":
                 if req.query.get("watch") in ("true", "1"):
@@ -207,9 +220,9 @@ class Api:
             if method == "POST":
                 if ns is None:
                     raise apierrors.method_not_allowed()
-                body = rest.parse_json(req.body)
-                stored = self.rest.create(res, ns, body, dry_run=dry_run)
-                return self._object(req, res, stored, 201)
+                body = _body(req)
+                stored = self.rest.create(res, ns, body, dry_run=dry_run, **fields)
+                return self._object(req, res, stored, 201, warnings)
             if method == "DELETE":
                 options = rest.DeleteOptions.parse(req.body, req.query)
                 deleted = self.rest.delete_collection(res, ns, req.query, options)
@@ -225,39 +238,23 @@ class Api:
             raise apierrors.method_not_allowed()
         assert ns is not None  # noqa: S101 - _target guarantees a namespace for named objects
         name = t.name
-        if t.sub is None:
+        if t.sub in (None, "status"):
             if method == "GET":
                 return self._object(req, res, self.rest.get(res, ns, name), 200)
-            if method == "PUT":
-                stored = self.rest.update(res, ns, name, rest.parse_json(req.body), dry_run=dry_run)
-                return self._object(req, res, stored, 200)
-            if method == "PATCH":
-                stored = self.rest.patch(
-                    res, ns, name, req.body, req.header("Content-Type"), dry_run=dry_run
-                )
-                return self._object(req, res, stored, 200)
-            if method == "DELETE":
+            if method == "DELETE" and t.sub is None:
                 return self._delete(req, res, ns, name)
-            raise apierrors.method_not_allowed()
-        if t.sub == "status":
-            if method == "GET":
-                return self._object(req, res, self.rest.get(res, ns, name), 200)
             if method == "PUT":
+                body = _body(req)
                 stored = self.rest.update(
-                    res, ns, name, rest.parse_json(req.body), subresource="status", dry_run=dry_run
+                    res, ns, name, body, subresource=t.sub, dry_run=dry_run, **fields
                 )
-                return self._object(req, res, stored, 200)
+                return self._object(req, res, stored, 200, warnings)
             if method == "PATCH":
+                ctype = req.header("Content-Type")
                 stored = self.rest.patch(
-                    res,
-                    ns,
-                    name,
-                    req.body,
-                    req.header("Content-Type"),
-                    subresource="status",
-                    dry_run=dry_run,
+                    res, ns, name, req.body, ctype, subresource=t.sub, dry_run=dry_run, **fields
                 )
-                return self._object(req, res, stored, 200)
+                return self._object(req, res, stored, 200, warnings)
             raise apierrors.method_not_allowed()
         if t.sub == "scale":
             if method == "GET":
@@ -293,8 +290,17 @@ class Api:
     # representations ------------------------------------------------------------------
 
     def _object(
-        self, req: Request, res: resources.Resource, stored: store.Stored, code: int
+        self,
+        req: Request,
+        res: resources.Resource,
+        stored: store.Stored,
+        code: int,
+        warnings: list[str] | None = None,
     ) -> Response:
+        if warnings:
+            response = self._object(req, res, stored, code)
+            response.headers["Warning"] = schema.warning_header(warnings)
+            return response
         if _wants_table(req):
             doc = tables.table(
                 res,
@@ -391,6 +397,25 @@ class Api:
             if answer is not None:
                 return answer
         raise apierrors.path_not_found(path)
+
+
+def _write_fields(req: Request, warnings: list[str]) -> dict[str, Any]:
+    """The unknown-field handling of a write (and 415 for a body that is not JSON)."""
+    if req.method not in ("POST", "PUT", "PATCH"):
+        return {}
+    ctype = req.header("Content-Type").split(";", 1)[0].strip().lower()
+    if req.method != "PATCH" and req.body and ctype not in ("", *apierrors.BODY_MEDIA_TYPES):
+        # NegotiateInputSerializer: JSON and protobuf (what typed kubectl commands send)
+        raise apierrors.unsupported_media_type(ctype, apierrors.BODY_MEDIA_TYPES)
+    return {"field_mode": schema.field_validation(req.query), "warnings": warnings}
+
+
+def _body(req: Request) -> Any:
+    """A POST or PUT body: JSON, or protobuf decoded into the same JSON form."""
+    ctype = req.header("Content-Type").split(";", 1)[0].strip().lower()
+    if ctype == protobuf.MEDIA_TYPE:
+        return protobuf.decode_body(req.body)
+    return rest.parse_json(req.body)
 
 
 def parse_body_json(body: bytes) -> Any:

@@ -112,13 +112,28 @@ def method_not_allowed() -> ApiError:
     )
 
 
-def unsupported_media_type(content_type: str) -> ApiError:
+PATCH_MEDIA_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+)
+BODY_MEDIA_TYPES = ("application/json", "application/vnd.kubernetes.protobuf")
+
+
+def unsupported_media_type(
+    content_type: str, accepted: tuple[str, ...] = PATCH_MEDIA_TYPES
+) -> ApiError:
+    """415, worded as ``negotiation.errUnsupportedMediaType``: what the server accepts.
+
+    A real server also accepts YAML (and CBOR when enabled); the sandbox decodes JSON and
+    protobuf.
+    """
+    del content_type  # upstream's message does not repeat it
     return ApiError(
         415,
         "UnsupportedMediaType",
         "the body of the request was in an unknown format - accepted media types include: "
-        "application/json-patch+json, application/merge-patch+json, "
-        f"application/strategic-merge-patch+json (got {content_type!r})",
+        + ", ".join(accepted),
     )
 
 

@@ -36,6 +36,14 @@ class SandboxConfig:
     log_interval: float = 0.3
     """Seconds between a pod's log lines (a few per second)."""
 
+    shutdown_seconds: float = 0.2
+    """Seconds a simulated container takes to exit after SIGTERM when its pod is deleted.
+
+    The pod shows Terminating (``deletionTimestamp`` set) for this long, or for its grace
+    period if that is shorter (then it is killed, exit code 137). Real services drain for
+    a while; tests of the product also run with 1 s.
+    """
+
     def as_dict(self) -> dict[str, float]:
         return {f.name: float(getattr(self, f.name)) for f in dataclasses.fields(self)}
 

@@ -2,14 +2,20 @@
 
 Deleting a Deployment with the default (Background) propagation removes it at once; its
 ReplicaSets, whose ownerReferences now point at nothing, are deleted here, and their pods on
-the next pass, as Kubernetes' garbage collector does. With Foreground propagation the owner
-stays (``deletionTimestamp`` set, ``foregroundDeletion`` finalizer) until its dependents are
-gone; Orphan propagation is handled by the REST layer before the owner is removed.
+the next pass, as Kubernetes' garbage collector does (``attemptToDeleteItem``). Deletions go
+through ``deletion.Deleter``, so a dependent with finalizers only gets a
+``deletionTimestamp`` and a pod terminates gracefully. With Foreground propagation the owner
+stays (``deletionTimestamp`` set, ``foregroundDeletion`` finalizer) until every dependent is
+gone, the dependents themselves being deleted in the foreground (``processDeletingDependentsItem``);
+Orphan propagation is handled before the owner is removed.
 """
 
 from __future__ import annotations
 
-from crystal_runbook.sandbox import resources, rest, store
+from crystal_runbook.sandbox import deletion, resources, store
+
+BACKGROUND = deletion.DeleteOptions()
+FOREGROUND = deletion.DeleteOptions(propagation="Foreground")
 
 
 class GarbageCollector:
@@ -17,6 +23,7 @@ class GarbageCollector:
 
     def __init__(self, st: store.Store) -> None:
         self._store = st
+        self._deleter = deletion.Deleter(st)
 
     def sync(self) -> bool:
         """Collect what can be collected now; True if anything was deleted or changed."""
@@ -28,12 +35,13 @@ class GarbageCollector:
                 if self._store.get(res, stored.namespace, stored.name) is not stored:
                     continue  # changed during this pass; the next pass sees it
                 refs = meta.get("ownerReferences") or []
-                if refs and not any(ref.get("uid") in live for ref in refs):
-                    self._store.delete(res, stored.namespace, stored.name)
+                terminating = bool(meta.get("deletionTimestamp"))
+                if refs and not terminating and not any(ref.get("uid") in live for ref in refs):
+                    self._deleter.delete(res, stored.namespace, stored.name, BACKGROUND)
                     changed = True
                     continue
                 finalizers = meta.get("finalizers") or []
-                if meta.get("deletionTimestamp") and rest.FOREGROUND in finalizers:
+                if terminating and deletion.FOREGROUND in finalizers:
                     changed |= self._foreground(res, stored)
         return changed
 
@@ -43,11 +51,11 @@ class GarbageCollector:
             deleted = False
             for dep_res, dep in dependents:
                 if not dep.obj["metadata"].get("deletionTimestamp"):
-                    self._store.delete(dep_res, dep.namespace, dep.name)
+                    self._deleter.delete(dep_res, dep.namespace, dep.name, FOREGROUND)
                     deleted = True
-            return deleted  # dependents held by their own finalizers: wait for their removal
+            return deleted  # terminating dependents: wait until they are gone
         new = owner.copy()
-        finalizers = [f for f in new["metadata"]["finalizers"] if f != rest.FOREGROUND]
+        finalizers = [f for f in new["metadata"]["finalizers"] if f != deletion.FOREGROUND]
         if finalizers:
             new["metadata"]["finalizers"] = finalizers
             self._store.replace(res, new)

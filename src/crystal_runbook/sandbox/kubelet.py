@@ -19,7 +19,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from crystal_runbook.sandbox import events, podnet, resources, store, workload
+from crystal_runbook.sandbox import deletion, events, node, podnet, resources, store, workload
 from crystal_runbook.sandbox.config import SandboxConfig
 
 PORT_ANNOTATION = "sandbox.crystal-runbook.io/port"
@@ -46,6 +46,8 @@ class PodState:
     ready_since: float | None = None
     pod_ip: str = ""
     port: int | None = None
+    stop_at: float | None = None  # SIGTERM sent: when the containers will have exited
+    killed: bool = False  # the grace period ran out before they exited (SIGKILL)
 
     def main(self) -> workload.Container:
         return self.containers[0]
@@ -78,92 +80,14 @@ class Kubelet:
         self.retired: dict[tuple[str, frozenset[tuple[str, str]]], workload.Counters] = {}
         self._next_ip = 2
         self.net = podnet.PodNetwork(self._respond)
+        self._deleter = deletion.Deleter(st)
 
     def stop(self) -> None:
         self.net.stop()
 
     def register_node(self) -> None:
-        """Create this kubelet's Node, as a kubelet registers itself (``registerWithAPIServer``)."""
-        now = store.rfc3339()
-        with self._store.lock:
-            if self._store.get(resources.NODES, "", NODE_NAME) is not None:
-                return
-            conditions = [
-                (
-                    "MemoryPressure",
-                    "False",
-                    "KubeletHasSufficientMemory",
-                    "kubelet has sufficient memory available",
-                ),
-                (
-                    "DiskPressure",
-                    "False",
-                    "KubeletHasNoDiskPressure",
-                    "kubelet has no disk pressure",
-                ),
-                (
-                    "PIDPressure",
-                    "False",
-                    "KubeletHasSufficientPID",
-                    "kubelet has sufficient PID available",
-                ),
-                ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
-            ]
-            capacity = {
-                "cpu": "2",
-                "memory": "24576Mi",
-                "pods": "110",
-                "ephemeral-storage": "100Gi",
-            }
-            node = {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": NODE_NAME,
-                    "labels": {
-                        "kubernetes.io/hostname": NODE_NAME,
-                        "kubernetes.io/os": "linux",
-                        "kubernetes.io/arch": "amd64",
-                        "beta.kubernetes.io/os": "linux",
-                        "beta.kubernetes.io/arch": "amd64",
-                    },
-                    "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
-                },
-                "spec": {"podCIDR": "10.244.0.0/16", "podCIDRs": ["10.244.0.0/16"]},
-                "status": {
-                    "capacity": capacity,
-                    "allocatable": dict(capacity),
-                    "conditions": [
-                        {
-                            "type": kind,
-                            "status": value,
-                            "lastHeartbeatTime": now,
-                            "lastTransitionTime": now,
-                            "reason": reason,
-                            "message": message,
-                        }
-                        for kind, value, reason, message in conditions
-                    ],
-                    "addresses": [
-                        {"type": "InternalIP", "address": HOST_IP},
-                        {"type": "Hostname", "address": NODE_NAME},
-                    ],
-                    "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-                    "nodeInfo": {
-                        "machineID": "c2f1c5d1a1b14f0e9b1c0de5a2d1e001",
-                        "systemUUID": "c2f1c5d1-a1b1-4f0e-9b1c-0de5a2d1e001",
-                        "bootID": "5d7f1c2e-8a41-4d0b-bb1e-51a1b7c0d002",
-                        "kernelVersion": "6.1.0-sandbox",
-                        "osImage": "crystal-runbook sandbox",
-                        "containerRuntimeVersion": "containerd://2.1.0",
-                        "kubeletVersion": "v1.37.0",
-                        "kubeProxyVersion": "",  # deprecated, no omitempty
-                        "operatingSystem": "linux",
-                        "architecture": "amd64",
-                    },
-                },
-            }
-            self._store.create(resources.NODES, node)
+        """Create this kubelet's Node, as a kubelet registers itself."""
+        node.register(self._store, name=NODE_NAME, address=HOST_IP)
 
     # the simulated service ------------------------------------------------------------
 
@@ -208,8 +132,10 @@ class Kubelet:
                 state = None
             pod = stored.obj
             if pod["metadata"].get("deletionTimestamp"):
-                if state is not None:
-                    self._forget(key, state, now)
+                if state is None:  # nothing runs (never started, or already stopped)
+                    self._deleter.finish(resources.PODS, namespace, name)
+                else:
+                    self._terminate(stored, state, now)
                 return
             if state is None:
                 state = self._start(stored, now, started_at=started_at)
@@ -436,6 +362,62 @@ class Kubelet:
         if new != pod:
             self._store.replace(resources.PODS, new)
 
+    def _terminate(self, stored: store.Stored, state: PodState, now: float) -> None:
+        """A deleted pod: SIGTERM, wait for the containers (at most the grace period), then
+        the final delete (``killPod`` and the status manager's ``canBeDeleted``)."""
+        if state.stop_at is None:
+            grace = float(stored.obj["metadata"].get("deletionGracePeriodSeconds") or 0)
+            running = any(c.name not in state.waiting_until for c in state.containers)
+            shutdown = self._config.shutdown_seconds if running else 0.0
+            state.stop_at = now + min(grace, shutdown)
+            state.killed = shutdown > grace
+            for c in state.containers:
+                self._recorder.record(
+                    stored.obj,
+                    reason="Killing",
+                    component=COMPONENT,
+                    message=f"Stopping container {c.name}",
+                )
+        if now < state.stop_at:
+            self._schedule(("pod", state.namespace, state.name), state.stop_at - now + 0.001)
+            return
+        for c in state.containers:
+            if c.ended_at is None:
+                c.ended_at = state.stop_at
+        self._write_terminated(stored, state)
+        self._forget((state.namespace, state.name), state, now)
+        self._deleter.finish(resources.PODS, state.namespace, state.name)
+
+    def _write_terminated(self, stored: store.Stored, state: PodState) -> None:
+        """Containers terminated (0 after SIGTERM, 137 when killed), the pod in a terminal phase."""
+        code, reason = (137, "Error") if state.killed else (0, "Completed")
+        new = json.loads(stored.raw)
+        status = new.setdefault("status", {})
+        for cs in status.get("containerStatuses") or []:
+            container = next((c for c in state.containers if c.name == cs.get("name")), None)
+            started = container.started_at if container is not None else state.stop_at or 0.0
+            cs["ready"] = False
+            cs["started"] = False
+            cs["state"] = {
+                "terminated": {
+                    "exitCode": code,
+                    "reason": reason,
+                    "startedAt": store.rfc3339(started),
+                    "finishedAt": store.rfc3339(state.stop_at),
+                    "containerID": cs.get("containerID", ""),
+                }
+            }
+        for cond in status.get("conditions") or []:
+            if cond.get("type") in ("Ready", "ContainersReady") and cond.get("status") == "True":
+                cond.update(
+                    status="False",
+                    reason="PodCompleted",
+                    lastTransitionTime=store.rfc3339(state.stop_at),
+                )
+        status["phase"] = "Failed" if state.killed else "Succeeded"
+        if new != stored.obj:
+            self._store.replace(resources.PODS, new)
+
     def _forget(self, key: PodKey, state: PodState, now: float) -> None:
         self.pods.pop(key, None)
         self.net.close(key)
@@ -445,8 +427,9 @@ class Kubelet:
             self.retired.setdefault(retired_key, workload.Counters()).add(main.counters(now))
 
     def is_ready(self, namespace: str, name: str) -> bool:
+        """Ready and not terminating (a terminating pod is no longer a ready endpoint)."""
         state = self.pods.get((namespace, name))
-        return state is not None and state.ready_since is not None
+        return state is not None and state.ready_since is not None and state.stop_at is None
 
 
 def respond(

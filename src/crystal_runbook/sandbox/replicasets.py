@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from crystal_runbook.sandbox import events, hashing, resources, selectors, store
+from crystal_runbook.sandbox import deletion, events, hashing, resources, selectors, store
 
 COMPONENT = "replicaset-controller"
 
@@ -87,6 +87,7 @@ class ReplicaSetController:
         self._store = st
         self._recorder = recorder
         self._schedule = schedule
+        self._deleter = deletion.Deleter(st)
 
     def owned_pods(self, rs: store.Stored) -> list[store.Stored]:
         """Pods this ReplicaSet controls, adopting orphans its selector matches."""
@@ -97,9 +98,15 @@ class ReplicaSetController:
             rs = self._store.get(resources.REPLICASETS, namespace, name)
             if rs is None or rs.obj["metadata"].get("deletionTimestamp"):
                 return
-            pods = [
-                p for p in self.owned_pods(rs) if not p.obj["metadata"].get("deletionTimestamp")
-            ]
+            owned = self.owned_pods(rs)
+            pods = [p for p in owned if not p.obj["metadata"].get("deletionTimestamp")]
+            # terminatingReplicas: deleted pods not yet in a terminal phase
+            terminating = sum(
+                1
+                for p in owned
+                if p.obj["metadata"].get("deletionTimestamp")
+                and (p.obj.get("status") or {}).get("phase") not in ("Failed", "Succeeded")
+            )
             want = int(rs.obj["spec"].get("replicas", 1))
             if len(pods) < want:
                 for _ in range(want - len(pods)):
@@ -107,22 +114,19 @@ class ReplicaSetController:
             elif len(pods) > want:
                 doomed = sorted(pods, key=self._deletion_rank)[: len(pods) - want]
                 for pod in doomed:
-                    self._store.delete(resources.PODS, pod.namespace, pod.name)
+                    # a graceful delete, as the controller's API call is: the pod terminates
+                    self._deleter.delete(
+                        resources.PODS, pod.namespace, pod.name, deletion.DeleteOptions()
+                    )
                     self._recorder.record(
                         rs.obj,
                         reason="SuccessfulDelete",
                         component=COMPONENT,
                         message=f"Deleted pod: {pod.name}",
                     )
-                    self._recorder.record(
-                        pod.obj,
-                        reason="Killing",
-                        component="kubelet",
-                        message=f"Stopping container {pod.obj['spec']['containers'][0]['name']}",
-                    )
                 doomed_names = {p.name for p in doomed}
                 pods = [p for p in pods if p.name not in doomed_names]
-            self._write_status(rs, pods)
+            self._write_status(rs, pods, terminating)
 
     def _deletion_rank(self, pod: store.Stored) -> tuple[int, float]:
         ready = pod_ready_since(pod.obj) is not None
@@ -159,7 +163,7 @@ class ReplicaSetController:
         )
         return created
 
-    def _write_status(self, rs: store.Stored, pods: list[store.Stored]) -> None:
+    def _write_status(self, rs: store.Stored, pods: list[store.Stored], terminating: int) -> None:
         now = time.time()
         min_ready = int(rs.obj["spec"].get("minReadySeconds") or 0)
         labels = selectors.LabelSelector()
@@ -193,6 +197,8 @@ class ReplicaSetController:
         if available:
             status["availableReplicas"] = available
         status["observedGeneration"] = rs.obj["metadata"].get("generation", 1)
+        if terminating:
+            status["terminatingReplicas"] = terminating
         current = self._store.get(resources.REPLICASETS, rs.namespace, rs.name)
         if current is None:
             return

@@ -19,16 +19,17 @@ import ipaddress
 import itertools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from crystal_runbook.sandbox import (
     admission,
     apierrors,
+    deletion,
     fieldlabels,
     hashing,
     patch,
     resources,
+    schema,
     selectors,
     store,
     watch,
@@ -36,8 +37,8 @@ from crystal_runbook.sandbox import (
 
 Obj = dict[str, Any]
 
-FOREGROUND = "foregroundDeletion"
-ORPHAN = "orphan"
+FOREGROUND = deletion.FOREGROUND
+DeleteOptions = deletion.DeleteOptions
 DEFAULT_WATCH_SECONDS = 1800.0
 
 PATCH_TYPES = {
@@ -55,41 +56,12 @@ def parse_json(body: bytes, what: str = "request body") -> Any:
         raise apierrors.bad_request(f"the {what} is not valid JSON: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class DeleteOptions:
-    """What a DELETE asks for, from its body (kubectl sends one) or query string."""
-
-    propagation: str = "Background"
-    dry_run: bool = False
-    uid: str | None = None
-    resource_version: str | None = None
-
-    @classmethod
-    def parse(cls, body: bytes, query: dict[str, str]) -> DeleteOptions:
-        data = parse_json(body, "DeleteOptions") if body.strip() else {}
-        if not isinstance(data, dict):
-            raise apierrors.bad_request("DeleteOptions must be a JSON object")
-        propagation = data.get("propagationPolicy") or query.get("propagationPolicy")
-        if data.get("orphanDependents") is True:
-            propagation = "Orphan"
-        propagation = propagation or "Background"
-        if propagation not in ("Background", "Foreground", "Orphan"):
-            raise apierrors.bad_request(f"unsupported propagationPolicy {propagation!r}")
-        dry_run = data.get("dryRun") or ([query["dryRun"]] if "dryRun" in query else [])
-        pre = data.get("preconditions") or {}
-        return cls(
-            propagation=propagation,
-            dry_run="All" in dry_run,
-            uid=pre.get("uid"),
-            resource_version=pre.get("resourceVersion"),
-        )
-
-
 class Rest:
     """CRUD and watch over one store; each method takes a resolved resource type."""
 
     def __init__(self, st: store.Store) -> None:
         self.store = st
+        self.deleter = deletion.Deleter(st)
         self._ips = itertools.count(10)
 
     # helpers -------------------------------------------------------------------------
@@ -146,13 +118,21 @@ class Rest:
     # writes --------------------------------------------------------------------------
 
     def create(
-        self, res: resources.Resource, ns: str, body: Any, *, dry_run: bool = False
+        self,
+        res: resources.Resource,
+        ns: str,
+        body: Any,
+        *,
+        dry_run: bool = False,
+        field_mode: str = "Warn",
+        warnings: list[str] | None = None,
     ) -> store.Stored:
-        """POST to a collection."""
+        """POST to a collection (unknown fields handled as ``field_mode`` says)."""
         if not isinstance(body, dict):
             raise apierrors.bad_request("the request body must be a JSON object")
         obj = copy.deepcopy(body)
         _check_kind(res, obj)
+        schema.check_fields(res, obj, field_mode, warnings)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise apierrors.bad_request("metadata must be an object")
@@ -199,12 +179,15 @@ class Rest:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        field_mode: str = "Warn",
+        warnings: list[str] | None = None,
     ) -> store.Stored:
         """PUT an object (or its ``status``): 409 if the resourceVersion is stale."""
         if not isinstance(body, dict):
             raise apierrors.bad_request("the request body must be a JSON object")
         obj = copy.deepcopy(body)
         _check_kind(res, obj)
+        schema.check_fields(res, obj, field_mode, warnings)
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             raise apierrors.bad_request("metadata must be an object")
@@ -235,6 +218,8 @@ class Rest:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        field_mode: str = "Warn",
+        warnings: list[str] | None = None,
     ) -> store.Stored:
         """PATCH an object (or its ``status``) with a JSON, merge or strategic merge patch."""
         kind = PATCH_TYPES.get(content_type.split(";", 1)[0].strip().lower())
@@ -244,6 +229,8 @@ class Rest:
         with self.store.lock:
             current = self._require(res, ns, name)
             patched = apply_patch(kind, current.copy(), document)
+            if isinstance(patched, dict):
+                schema.check_fields(res, patched, field_mode, warnings)
             if not isinstance(patched, dict) or not isinstance(patched.get("metadata"), dict):
                 raise apierrors.bad_request("the patch removed the object's metadata")
             if patched["metadata"].get("name") != name:
@@ -296,65 +283,30 @@ class Rest:
             new["metadata"]["generation"] = gen + 1 if new.get("spec") != cur.get("spec") else gen
         if new == cur:
             return current  # no-op: no new resourceVersion, no watch event
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+        meta = new["metadata"]
+        if (
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not meta.get("deletionGracePeriodSeconds")
+        ):
+            # ShouldDeleteDuringUpdate: the last finalizer is gone and no grace period runs
             if dry_run:
                 return store.Stored(new, store.dumps(new), current.rv)
             return self.store.delete(res, current.namespace, current.name)
         return self.store.replace(res, new, dry_run=dry_run)
 
     def delete(
-        self, res: resources.Resource, ns: str, name: str, options: DeleteOptions
+        self, res: resources.Resource, ns: str, name: str, options: deletion.DeleteOptions
     ) -> tuple[store.Stored, bool]:
-        """DELETE an object; returns it and whether it is gone (False while finalizers run)."""
-        with self.store.lock:
-            current = self._require(res, ns, name)
-            meta = current.obj["metadata"]
-            if options.uid and options.uid != meta["uid"]:
-                raise apierrors.conflict(
-                    res,
-                    name,
-                    f"Precondition failed: UID in precondition: {options.uid}, "
-                    f"UID in object meta: {meta['uid']}",
-                )
-            if options.resource_version and options.resource_version != meta["resourceVersion"]:
-                raise apierrors.conflict(
-                    res,
-                    name,
-                    "Precondition failed: ResourceVersion in precondition: "
-                    f"{options.resource_version}, ResourceVersion in object meta: "
-                    f"{meta['resourceVersion']}",
-                )
-            if options.dry_run:
-                return current, True
-            if meta.get("deletionTimestamp"):
-                return current, False
-            finalizers = list(meta.get("finalizers") or [])
-            if options.propagation == "Orphan":
-                self.orphan_dependents(meta["uid"])
-            elif options.propagation == "Foreground" and self.store.dependents(meta["uid"]):
-                finalizers.append(FOREGROUND)
-            if finalizers:
-                new = current.copy()
-                new["metadata"]["finalizers"] = finalizers
-                new["metadata"]["deletionTimestamp"] = store.rfc3339()
-                new["metadata"]["deletionGracePeriodSeconds"] = 0
-                return self.store.replace(res, new), False
-            return self.store.delete(res, ns, name), True
-
-    def orphan_dependents(self, uid: str) -> None:
-        """Remove ownerReferences to ``uid`` from every object (``propagationPolicy=Orphan``)."""
-        with self.store.lock:
-            for dep_res, dep in self.store.dependents(uid):
-                new = dep.copy()
-                refs = [r for r in new["metadata"]["ownerReferences"] if r.get("uid") != uid]
-                if refs:
-                    new["metadata"]["ownerReferences"] = refs
-                else:
-                    del new["metadata"]["ownerReferences"]
-                self.store.replace(dep_res, new)
+        """DELETE an object; returns it and whether it is gone (False while it terminates)."""
+        return self.deleter.delete(res, ns, name, options)
 
     def delete_collection(
-        self, res: resources.Resource, ns: str | None, query: dict[str, str], options: DeleteOptions
+        self,
+        res: resources.Resource,
+        ns: str | None,
+        query: dict[str, str],
+        options: deletion.DeleteOptions,
     ) -> list[store.Stored]:
         """DELETE on a collection: every object the selectors match."""
         with self.store.lock:

@@ -123,10 +123,21 @@ class Cluster:
         self.kubectl("rollout", "status", "deployment/maia", f"--timeout={int(timeout)}s")
 
 
+TERMINATION = pytest.mark.parametrize(
+    "cluster", [None, 1.0], ids=["stop-default", "stop-1s"], indirect=True
+)
+"""Run a test twice: pods that stop in the sandbox's default time, and pods that take 1 s
+to terminate (Terminating for a whole second, as a draining service is), so the product
+is checked against the pods a real rollout leaves behind for a while."""
+
+
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     running = sandbox.start(tmp_path / ".crystal", ready_delay=0.1)
     running.config.update({"burn_ramp_seconds": 1.0, "backoff_base": 0.2})
+    shutdown = getattr(request, "param", None)
+    if shutdown is not None:
+        running.config.update({"shutdown_seconds": shutdown})
     inventory = tmp_path / "inventory"
     inventory.mkdir()
     block = (

@@ -9,11 +9,12 @@ import time
 import pytest
 
 from crystal_runbook.sandbox import Fault
-from tests.integration.kube.conftest import Cluster, wait_until
+from tests.integration.kube.conftest import TERMINATION, Cluster, wait_until
 
 pytestmark = pytest.mark.integration
 
 
+@TERMINATION
 class TestScale:
     def test_scale_waits_for_available_replicas_and_repeats_as_no_change(
         self, cluster: Cluster
@@ -42,7 +43,7 @@ class TestScale:
                 "maxReplicas": 4,
             },
         }
-        cluster.kubectl("apply", "--validate=false", "-f", "-", stdin=json.dumps(hpa))
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(hpa))
         plan = cluster.cli("scale", "maia", "--replicas", "8", "--dry-run")
         assert (
             "HorizontalPodAutoscaler maia keeps replicas within 2..4 and will undo this"
@@ -76,6 +77,7 @@ class TestScale:
         assert cluster.mutations(before) == []
 
 
+@TERMINATION
 class TestLogsAndHealth:
     def test_logs_prefix_every_pod_and_grep(self, cluster: Cluster) -> None:
         """One call shows every pod's lines, prefixed, filtered by --grep."""
@@ -158,7 +160,7 @@ class TestLocks:
                 "renewTime": now,
             },
         }
-        cluster.kubectl("apply", "--validate=false", "-f", "-", stdin=json.dumps(lease))
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(lease))
         out = cluster.cli("rollback", "maia")
         assert out.returncode == 3
         assert "held by run aaaabbbbcccc (actor alice on laptop-alice" in out.stderr
@@ -186,7 +188,7 @@ class TestLocks:
                 "renewTime": old,
             },
         }
-        cluster.kubectl("apply", "--validate=false", "-f", "-", stdin=json.dumps(lease))
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps(lease))
         out = cluster.cli("rollback", "maia")
         assert out.returncode == 0, out.stderr
         assert "took over stale lock 'maia/sandbox' from run deadbeef0000" in out.stderr

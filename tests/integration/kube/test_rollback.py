@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.kube.conftest import Cluster, wait_until
+from tests.integration.kube.conftest import TERMINATION, Cluster, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, TERMINATION]
 
 GOOD, CURRENT = "registry.local/maia:1.4.2", "registry.local/maia:1.5.0"
 
@@ -99,7 +99,10 @@ class TestRollback:
         assert "env[maia].CRYSTAL_MODE: 'hybrid' -> 'legacy'" in plan.stdout
         assert "no change: step undo already sets env[maia].CRYSTAL_MODE" in plan.stdout
         assert "production needs confirmation" in plan.stdout
-        assert cluster.cli("rollback", "maia", "--dry-run", "--env", "production", "--yes").returncode == 0
+        assert (
+            cluster.cli("rollback", "maia", "--dry-run", "--env", "production", "--yes").returncode
+            == 0
+        )
         assert cluster.mutations(before, exclude_leases=False) == []
         assert cluster.image() == CURRENT
 

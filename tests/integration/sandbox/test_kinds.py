@@ -26,7 +26,6 @@ from .conftest import Kubectl, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 NS = "crystal"
-VALIDATE = ("--validate=false",)  # until the sandbox serves OpenAPI
 DEPLOY_MANIFEST = """\
 apiVersion: v1
 kind: ServiceAccount
@@ -123,7 +122,7 @@ class TestDeployManifest:
         manifest.write_text(DEPLOY_MANIFEST)
         kinds = "sa,secret,cm,role,rolebinding,cronjob,pdb,lease,svc"
         before = names(kubectl, kinds)
-        out = kubectl.run("apply", *VALIDATE, "--dry-run=server", "-f", str(manifest)).stdout
+        out = kubectl.run("apply", "--dry-run=server", "-f", str(manifest)).stdout
         assert out.count("(server dry run)") == len(KINDS)
         assert names(kubectl, kinds) == before
         assert not before & set(KINDS)
@@ -134,7 +133,7 @@ class TestDeployManifest:
         """Every object exists afterwards, defaulted as the API server defaults it."""
         manifest = tmp_path / "deploy.yaml"
         manifest.write_text(DEPLOY_MANIFEST)
-        out = kubectl.run("apply", *VALIDATE, "-f", str(manifest)).stdout
+        out = kubectl.run("apply", "-f", str(manifest)).stdout
         assert out.count(" created") == len(KINDS)
         secret = kubectl.json("get", "secret", "slack")
         assert secret["type"] == "Opaque"
@@ -151,7 +150,7 @@ class TestDeployManifest:
             o["metadata"]["name"] + o["kind"]: o["metadata"]["resourceVersion"]
             for o in kubectl.json("get", kinds)["items"]
         }
-        again = kubectl.run("apply", *VALIDATE, "-f", str(manifest)).stdout
+        again = kubectl.run("apply", "-f", str(manifest)).stdout
         # stringData and the PDB's replace-strategy selector are always re-sent: "configured"
         assert again.count(" unchanged") == len(KINDS) - 2
         after = {
@@ -164,7 +163,7 @@ class TestDeployManifest:
         """The server-side tables carry each kind's own columns."""
         manifest = tmp_path / "deploy.yaml"
         manifest.write_text(DEPLOY_MANIFEST)
-        kubectl.run("apply", *VALIDATE, "-f", str(manifest))
+        kubectl.run("apply", "-f", str(manifest))
         out = kubectl.run("get", "secret,sa,rolebinding,cronjob,pdb").stdout
         assert "secret/slack   Opaque   1" in out
         assert "serviceaccount/runbook   0" in out
@@ -407,3 +406,91 @@ class TestNodesAndTop:
         assert item["containers"][0]["name"] == "maia"
         assert item["containers"][0]["usage"]["memory"].endswith("Ki")
         assert item["metadata"]["labels"]["app"] == "maia"
+
+
+class TestCreateCommands:
+    """`kubectl create <kind>` sends protobuf; the sandbox decodes it (field numbers from kubectl)."""
+
+    def test_typed_creates_store_what_kubectl_sent(
+        self, sb: sandbox.Sandbox, kubectl: Kubectl
+    ) -> None:
+        """Each typed create succeeds and the object has the fields the flags set."""
+        commands = [
+            ("deployment", "web", "--image=registry.local/web:1", "--replicas=2", "--port=8080"),
+            ("configmap", "c", "--from-literal=a=1", "--from-literal=b=two"),
+            ("secret", "generic", "s", "--from-literal=token=xoxb-fake"),
+            ("serviceaccount", "robot"),
+            ("role", "reader", "--verb=get,list", "--resource=pods"),
+            ("rolebinding", "reader", "--role=reader", "--serviceaccount=crystal:robot"),
+            ("cronjob", "nightly", "--image=registry.local/x:1", "--schedule=0 3 * * *"),
+            ("job", "once", "--from=cronjob/nightly"),
+            ("service", "clusterip", "api", "--tcp=80:8080"),
+            ("poddisruptionbudget", "web", "--selector=app=web", "--min-available=1"),
+            ("namespace", "scratch"),
+        ]
+        for args in commands:
+            proc = kubectl.run("create", *args)
+            assert proc.stdout.strip().endswith("created"), (args, proc.stdout)
+        web = kubectl.json("get", "deployment", "web")
+        assert web["spec"]["replicas"] == 2
+        container = web["spec"]["template"]["spec"]["containers"][0]
+        assert container["image"] == "registry.local/web:1"
+        assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
+        assert kubectl.json("get", "configmap", "c")["data"] == {"a": "1", "b": "two"}
+        secret = kubectl.json("get", "secret", "s")
+        assert base64.b64decode(secret["data"]["token"]) == b"xoxb-fake"
+        role = kubectl.json("get", "role", "reader")["rules"]
+        assert role == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
+        binding = kubectl.json("get", "rolebinding", "reader")
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "robot", "namespace": "crystal"}
+        ]
+        assert kubectl.json("get", "cronjob", "nightly")["spec"]["schedule"] == "0 3 * * *"
+        job = kubectl.json("get", "job", "once")
+        assert job["metadata"]["ownerReferences"][0]["name"] == "nightly"
+        assert kubectl.json("get", "service", "api")["spec"]["ports"][0]["targetPort"] == 8080
+        assert kubectl.json("get", "pdb", "web")["spec"]["minAvailable"] == 1
+        assert kubectl.run("get", "namespace", "scratch").returncode == 0
+        wait_for(
+            lambda: (
+                (kubectl.json("get", "deployment", "web")["status"].get("availableReplicas") or 0)
+                == 2
+            ),
+            what="the created Deployment to roll out",
+        )
+
+    def test_undecodable_protobuf_is_400(self, sb: sandbox.Sandbox) -> None:
+        """A protobuf body that is not a known object is refused with 400, nothing stored."""
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(  # noqa: S310 - the loopback sandbox
+            f"{sb.url}/api/v1/namespaces/crystal/configmaps",
+            data=b"k8s\x00\x0a\x05\x0a\x01x\x12\x00",
+            headers={"Content-Type": "application/vnd.kubernetes.protobuf"},
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request)  # noqa: S310 - the loopback sandbox
+        assert err.value.code == 400
+        body = json.loads(err.value.read())
+        assert body["message"].startswith("the protobuf request body could not be decoded")
+
+    def test_other_media_types_are_415(self, sb: sandbox.Sandbox) -> None:
+        """YAML (which the sandbox does not decode) gets a real server's 415 wording."""
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(  # noqa: S310 - the loopback sandbox
+            f"{sb.url}/api/v1/namespaces/crystal/configmaps",
+            data=b"metadata: {name: y}\n",
+            headers={"Content-Type": "application/yaml"},
+            method="POST",
+        )
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request)  # noqa: S310 - the loopback sandbox
+        assert err.value.code == 415
+        assert json.loads(err.value.read())["message"] == (
+            "the body of the request was in an unknown format - accepted media types include: "
+            "application/json, application/vnd.kubernetes.protobuf"
+        )

@@ -94,7 +94,7 @@ class TestGet:
 
 
 class TestApply:
-    """kubectl apply (client-side, --validate=false) creates and then patches."""
+    """kubectl apply (client-side, validated on the server) creates and then patches."""
 
     MANIFEST = """\
 apiVersion: apps/v1
@@ -118,13 +118,10 @@ spec:
         """The second apply changes the image: generation 2, a second ReplicaSet, new pods."""
         manifest = tmp_path / "web.yaml"
         manifest.write_text(self.MANIFEST.replace("IMAGE", "1.0"))
-        assert (
-            "deployment.apps/web created"
-            in kubectl.run("apply", "--validate=false", "-f", str(manifest)).stdout
-        )
+        assert "deployment.apps/web created" in kubectl.run("apply", "-f", str(manifest)).stdout
         kubectl.run("rollout", "status", "deployment/web", "--timeout=20s")
         manifest.write_text(self.MANIFEST.replace("IMAGE", "1.1"))
-        assert "configured" in kubectl.run("apply", "--validate=false", "-f", str(manifest)).stdout
+        assert "configured" in kubectl.run("apply", "-f", str(manifest)).stdout
         kubectl.run("rollout", "status", "deployment/web", "--timeout=20s")
         web = kubectl.json("get", "deployment", "web")
         assert image_of(web) == "registry.local/web:1.1"
@@ -141,7 +138,7 @@ spec:
         assert revisions["1"]["spec"]["replicas"] == 0
         assert revisions["2"]["spec"]["replicas"] == 2
         assert len(ready_pods(kubectl, "app=web")) == 2
-        unchanged = kubectl.run("apply", "--validate=false", "-f", str(manifest)).stdout
+        unchanged = kubectl.run("apply", "-f", str(manifest)).stdout
         assert "unchanged" in unchanged
         assert kubectl.json("get", "deployment", "web")["metadata"]["generation"] == 2
 
