@@ -63,6 +63,32 @@ class TestRollback:
         shared = json.loads(Path(steps["share-document"]["outputs"]["outbox"]).read_text())
         assert shared["message"]["file"] == steps["document"]["outputs"]["markdown"]
 
+    def test_the_patch_follows_one_read(self, cluster: Cluster) -> None:
+        """Before the PATCH: the Lease (one POST), one read of the Deployment and its
+        ReplicaSets shared by the preflight, the check and the apply, and legacy mode's own
+        preflight read of the Deployment; nothing else."""
+        since = cluster.request_count()
+        done = cluster.cli("rollback", "maia")
+        assert done.returncode == 0, done.stderr
+        requests = cluster.sb.requests()[since:]
+        patch = next(
+            i
+            for i, r in enumerate(requests)
+            if r["method"] == "PATCH" and r["path"].endswith("/deployments/maia")
+        )
+        before = sorted(
+            (r["method"], r["path"].rsplit("/", 1)[-1])
+            for r in requests[:patch]
+            if not r["path"].startswith("/_sandbox") and "/proxy/" not in r["path"]
+        )
+        assert before == [
+            ("GET", "maia"),
+            ("GET", "maia"),
+            ("GET", "replicasets"),
+            ("POST", "leases"),
+        ]
+        assert [r["method"] for r in requests[patch:]].count("PATCH") == 1
+
     def test_second_rollback_refuses_instead_of_flipping_back(self, cluster: Cluster) -> None:
         """kubectl would flip back to the bad release; we stop and say why (exit 1)."""
         assert cluster.cli("rollback", "maia").returncode == 0

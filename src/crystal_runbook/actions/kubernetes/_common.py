@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import re
@@ -75,6 +76,48 @@ def replicasets(
     ctx: StepContext,
 ) -> list[dict[str, Any]]:
     return resources.replicasets(kube, target, deployment, deadline(ctx))
+
+
+SHARED_READ_SECONDS = 5.0
+"""How long a check's reads may stand in for the next check's or the apply's (see below)."""
+
+
+class SharedReads:
+    """A check's reads of the Deployment and its ReplicaSets, handed to what follows in the
+    same step: the step's own check after the preflight's, and the apply after the check.
+
+    The reads are only an optimisation of the request count, never of the guarantees: the
+    apply's patch carries a resourceVersion `test`, so if the Deployment changed since it
+    was read, the patch is refused (422) and the apply reads it again and checks again. The
+    apply takes the reads out (``take``), so a check after it (the engine's re-check of a
+    failed apply) always reads afresh. Reads older than ``SHARED_READ_SECONDS`` are not used.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self._reads: OrderedDict[
+            tuple[str, str], tuple[float, dict[str, Any], list[dict[str, Any]]]
+        ] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def keep(
+        self, ctx: StepContext, deployment: dict[str, Any], owned: list[dict[str, Any]]
+    ) -> None:
+        with self._lock:
+            self._reads[(ctx.run_id, ctx.step_id)] = (time.monotonic(), deployment, owned)
+            while len(self._reads) > self._size:
+                self._reads.popitem(last=False)
+
+    def get(
+        self, ctx: StepContext, *, take: bool = False
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The step's recent reads, if any (``take``: and forget them)."""
+        key = (ctx.run_id, ctx.step_id)
+        with self._lock:
+            found = self._reads.pop(key, None) if take else self._reads.get(key)
+        if found is None or time.monotonic() - found[0] > SHARED_READ_SECONDS:
+            return None
+        return copy.deepcopy(found[1]), copy.deepcopy(found[2])
 
 
 def patch(

@@ -1,4 +1,9 @@
-"""`k8s.rollout_undo`: kubectl's `rollout undo`, checked first, one patch, verified by watch."""
+"""`k8s.rollout_undo`: kubectl's `rollout undo`, checked first, one patch, verified by watch.
+
+Requests before the patch: the check reads the Deployment and its ReplicaSets once (the
+preflight's check reads them, the step's check moments later reuses them), and the apply
+patches with what the check read, guarded by the Deployment's resourceVersion.
+"""
 
 from __future__ import annotations
 
@@ -54,10 +59,15 @@ class RolloutUndo(Action):
     )
     default_timeout = 300.0
 
+    def __init__(self) -> None:
+        self.reads = common.SharedReads()
+        """What the last check of a step read, for its next check and its apply."""
+
     def check(self, args: Any, ctx: StepContext) -> Check:
         target = common.target_of(args, ctx)
         kube = kube_client.connect(target)
-        deployment = common.deployment(kube, target, ctx)
+        shared = self.reads.get(ctx)  # the preflight's reads, moments ago, if any
+        deployment = shared[0] if shared else common.deployment(kube, target, ctx)
         name = target.deployment
         if (deployment.get("spec") or {}).get("paused"):
             raise errors.PermanentActionError(
@@ -65,7 +75,8 @@ class RolloutUndo(Action):
                 hint=f"resume it first: kubectl -n {target.namespace} rollout resume "
                 f"deployment/{name}",
             )
-        owned = common.replicasets(kube, target, deployment, ctx)
+        owned = shared[1] if shared else common.replicasets(kube, target, deployment, ctx)
+        self.reads.keep(ctx, deployment, owned)
         current_template = deployment.get("spec", {}).get("template") or {}
         if ctx.resolved.get("target_replicaset"):
             # resume: the target was decided by the first check and journalled
@@ -159,15 +170,20 @@ class RolloutUndo(Action):
 
     def apply(self, args: Any, ctx: StepContext, check: Check) -> Outcome:
         """One JSON patch of the template and annotations, guarded by a resourceVersion
-        `test`. Before every (re-)patch the Deployment is read again and, like the check,
-        compared with the target: a patch that outlived its timeout (and was retried into a
-        409 or 422) has already done the work, and patching again would be a second rollout
-        of the same template."""
+        `test`. The first patch is built from what the check just read (no second read: the
+        `test` refuses it if the Deployment changed since). Before every re-patch the
+        Deployment is read again and, like the check, compared with the target: a patch that
+        outlived its timeout (and was retried into a 409 or 422) has already done the work,
+        and patching again would be a second rollout of the same template."""
         target = common.target_of(args, ctx)
         kube = kube_client.connect(target)
+        shared = self.reads.get(ctx, take=True)  # the check's reads: the patch's `test` guards
         for attempt in range(3):
-            deployment = common.deployment(kube, target, ctx)
-            owned = common.replicasets(kube, target, deployment, ctx)
+            if attempt == 0 and shared is not None:
+                deployment, owned = shared
+            else:
+                deployment = common.deployment(kube, target, ctx)
+                owned = common.replicasets(kube, target, deployment, ctx)
             chosen = next(
                 rs for rs in owned if rs["metadata"]["name"] == check.resolved["target_replicaset"]
             )
