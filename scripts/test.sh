@@ -16,7 +16,7 @@ fi
 .venv/bin/python -m compileall -q src >/dev/null
 
 # Debian packages the integration tests start on loopback (none are started as services).
-debs=(prometheus postgresql)
+debs=(prometheus postgresql openssh-server)
 missing=()
 for pkg in "${debs[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -24,8 +24,17 @@ def rollback_cmd(
     service: ServiceArg,
     to_revision: Annotated[
         int,
-        typer.Option("--to-revision", min=0, help="Revision to go back to (0: the previous one)."),
+        typer.Option(
+            "--to-revision", min=0, help="Kubernetes: revision to go back to (0: the previous one)."
+        ),
     ] = 0,
+    to_release: Annotated[
+        str | None,
+        typer.Option(
+            "--to-release",
+            help="Hosts: release to switch to, a directory in releases/ (default: the previous).",
+        ),
+    ] = None,
     dry_run: DryRun = False,
     yes: Yes = False,
     reason: Annotated[
@@ -41,19 +50,28 @@ def rollback_cmd(
         ),
     ] = False,
 ) -> None:
-    """Roll a service back to its previous release, in legacy mode, and verify it.
+    """Roll a service back to its previous release and verify it.
+
+    On Kubernetes (`kubernetes:` in the inventory): rollout undo in legacy mode
+    (runbooks/rollback.yaml). On hosts (`hosts:`): the `current` release symlink switched
+    back and the service restarted on every host (runbooks/rollback-vm.yaml).
 
     A lock left by a crashed run (its process gone, or ended in the journal) is taken over
     at once with a warning; --break-lock takes over one held from another host.
 
     Example: crystal-runbook rollback maia --env production --reason "p99 above 2s"
     """
-    params: dict[str, object] = {
-        "service": service,
-        "to_revision": to_revision,
-        "reason": reason,
-    }
-    execute(ctx, "rollback", params, dry_run=dry_run, assume_yes=yes, break_lock=break_lock)
+    with _common.handle_errors():
+        from crystal_runbook import service as service_layer
+
+        ws = workspace(_common.options(ctx))
+        try:
+            runbook, params = service_layer.rollback.choose(
+                ws, service, to_revision=to_revision, to_release=to_release, reason=reason
+            )
+        finally:
+            ws.close()
+    execute(ctx, runbook, params, dry_run=dry_run, assume_yes=yes, break_lock=break_lock)
 
 
 def scale_cmd(

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from crystal_runbook.cli import _common
+from crystal_runbook.cli import _common, sandbox_hosts
 
 DEFAULT_PORT = 17443
 
@@ -267,3 +267,6 @@ def _deployments(url: str) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+app.add_typer(sandbox_hosts.app, name="hosts")

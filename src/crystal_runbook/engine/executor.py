@@ -253,16 +253,13 @@ class Executor:
         for group, steps in groups:
             for i, step in enumerate(steps):
                 loc: tuple[str | int, ...] = (group, i, "with")
+                action = self.registry.get(step.uses)
                 try:
-                    args = templating.render(
-                        step.with_, names, loc, markup=self.registry.get(step.uses).markup
-                    )
+                    args = templating.render(step.with_, names, loc, markup=action.markup)
                 except templating.RenderError as exc:
                     problems.append(loaded.source.problem(exc.loc, exc.message))
                     continue
-                problems.extend(
-                    self._type_problems(loaded, self.registry.get(step.uses), args, loc)
-                )
+                problems.extend(self._type_problems(loaded, action, args, loc))
                 if isinstance(step, Step):
                     rendered[step.id] = args
         if problems:
@@ -331,7 +328,14 @@ class Executor:
         return None
 
     def _dry_check(
-        self, request: Request, step: Step, action: Action, args: dict[str, Any], run_id: str
+        self,
+        request: Request,
+        step: Step,
+        action: Action,
+        args: dict[str, Any],
+        run_id: str,
+        *,
+        preflight: bool = False,
     ) -> Check:
         """The step's check, read-only, as `plan` and the preflight call it."""
         ctx = StepContext(
@@ -346,6 +350,7 @@ class Executor:
             assume_yes=request.assume_yes,
             drill=request.drill,
             deadline=time.monotonic() + PREFLIGHT_SECONDS,
+            preflight=preflight,
         )
         return action.check(action.Args.model_validate(args), ctx)
 
@@ -358,13 +363,14 @@ class Executor:
         index: int,
         *,
         run_id: str,
+        preflight: bool = False,
     ) -> PlannedStep:
         action = self.registry.get(step.uses)
         unknown = self._checkable(step, args, names, index)
         if unknown is not None:
             return unknown
         try:
-            check = self._dry_check(request, step, action, args, run_id)
+            check = self._dry_check(request, step, action, args, run_id, preflight=preflight)
         except errors.CrystalError as exc:
             if is_refusal(exc):
                 return PlannedStep(
@@ -415,7 +421,7 @@ class Executor:
 
         def check(index: int, step: Step) -> None:
             found[index] = self._plan_step(
-                request, step, rendered[step.id], names, index, run_id=run_id
+                request, step, rendered[step.id], names, index, run_id=run_id, preflight=True
             )
 
         if len(chosen) == 1:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
 
 from crystal_runbook import errors
 from crystal_runbook.engine import validation, yamlsource
@@ -53,6 +53,26 @@ class MetricsTarget(_Strict):
     )
 
 
+class HostsTarget(_Strict):
+    """Where the service's virtual machines are: a host group of an Ansible-style inventory.
+
+    ``hosts: maia_vms`` is short for ``hosts: {group: maia_vms}``. Paths may start with
+    ``{state_dir}`` (the state directory in use, e.g. for the practice hosts).
+    """
+
+    group: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+    inventory: str | None = Field(
+        default=None, description="hosts.ini or hosts.yaml; None: the inventory directory's"
+    )
+    known_hosts: str | None = Field(
+        default=None, description="known_hosts the host keys are checked against; None: ~/.ssh's"
+    )
+
+
+def _group_shorthand(value: object) -> object:
+    return {"group": value} if isinstance(value, str) else value
+
+
 class Target(_Strict):
     """One service in one environment."""
 
@@ -60,7 +80,9 @@ class Target(_Strict):
     health_url: str | None = None
     metrics: MetricsTarget | None = None
     slack_channel: str | None = None
-    hosts: str | None = Field(default=None, description="Ansible/SSH host group")
+    hosts: Annotated[HostsTarget | None, BeforeValidator(_group_shorthand)] = Field(
+        default=None, description="Ansible/SSH host group (and its inventory and known_hosts)"
+    )
     dashboards: dict[str, str] = Field(default_factory=dict)
 
 

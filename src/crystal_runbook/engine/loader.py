@@ -179,6 +179,11 @@ def _semantic_problems(
                 action = registry.get(step.uses)
                 declared = action.outputs
                 _check_literal_args(source, (*loc, "with"), action.Args, step.with_, problems)
+                for key in sorted(k for k, d in action.markup.items() if d == "shell"):
+                    command = step.with_.get(key)
+                    if isinstance(command, str):
+                        for message in templating.shell_problems(command):
+                            add(source.problem((*loc, "with", key), message))
             _check_templates(source, (*loc, "with"), step.with_, scope, problems)
             if step.when is not None:
                 _check_templates(
@@ -205,6 +210,8 @@ def _check_literal_args(
         for error in exc.errors():
             field = error["loc"][0] if error["loc"] else None
             if error["type"] == "missing" and field in templated:
+                continue
+            if field is None and templated:  # a rule across fields needs them all: plan checks it
                 continue
             full = (*loc, *error["loc"])
             line, col = source.where(full)

@@ -96,6 +96,9 @@ class StepContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     deadline: float | None = None
     """time.monotonic() by which the step must be done, if it has a timeout."""
+    preflight: bool = False
+    """The check is the run's preflight (refusals looked for before anything applies, with
+    ``dry_run``): a check that is slow (a check-mode playbook) may do only its fast part."""
     settled_at: float | None = None
     """Seconds since the epoch when the run's latest step that may change the world (one
     with an ``apply``) ended, or None if none has. Checks that judge the world after a
@@ -185,6 +188,8 @@ BUILTIN: dict[str, str] = {
     "sql.check": "crystal_runbook.actions.sql:SqlCheck",
     "slack.notify": "crystal_runbook.actions.slack:Notify",
     "incident.write": "crystal_runbook.actions.incident:IncidentWrite",
+    "ansible.playbook": "crystal_runbook.actions.ansible:Playbook",
+    "ssh.run": "crystal_runbook.actions.ssh:SshRun",
 }
 
 

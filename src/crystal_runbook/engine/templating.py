@@ -19,12 +19,18 @@ Values substituted into markup (an action's ``markup`` fields, e.g. the text of 
 message) are escaped with that markup's rules, so that what a user typed (a --reason, an
 actor name) is shown as text and never read as markup such as Slack's ``<!channel>``; the
 runbook's own text around them is left as written. ``| safe`` opts a value out.
+
+Shell commands are markup too (dialect ``shell``, e.g. `ssh.run`'s `command`): every value
+becomes one word quoted with ``shlex.quote``, so a parameter such as ``1.4.2; touch /tmp/x``,
+``$(id)``, backticks or a newline reaches the shell as data, never as syntax. ``shell_problems``
+finds values placed inside shell quotes, where that quoting would not protect them.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import shlex
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -170,15 +176,26 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-ESCAPES = {"slack": slack_escape}
+def shell_quote(value: Any) -> str:
+    """One shell word holding ``value`` (as text), whatever characters it has."""
+    return shlex.quote(str(value))
+
+
+ESCAPES = {"slack": slack_escape, "shell": shell_quote}
 """Markup dialects an action's ``markup`` fields may name, with their escaping."""
+WHOLE_VALUE = frozenset({"shell"})
+"""Dialects that escape a value as one piece: a number or a list becomes one quoted word
+(each string inside a list escaped apart would leave the list's own brackets and commas
+to the shell)."""
 
 
-def _escaped(escape: Any) -> Any:
+def _escaped(escape: Any, *, whole: bool = False) -> Any:
     def finalize(value: Any) -> Any:
-        if isinstance(value, Markup) or not isinstance(value, str):
-            return value if isinstance(value, Markup) else _escape_data(value, escape)
-        return escape(value)
+        if isinstance(value, Markup):
+            return value
+        if whole or isinstance(value, str):
+            return escape(value)
+        return _escape_data(value, escape)
 
     return finalize
 
@@ -196,7 +213,10 @@ def _escape_data(value: Any, escape: Any) -> Any:
     return value
 
 
-_MARKUP_ENVS = {name: _environment(finalize=_escaped(escape)) for name, escape in ESCAPES.items()}
+_MARKUP_ENVS = {
+    name: _environment(finalize=_escaped(escape, whole=name in WHOLE_VALUE))
+    for name, escape in ESCAPES.items()
+}
 
 
 class RenderError(Exception):
@@ -248,7 +268,11 @@ def _render(value: Any, context: Mapping[str, Any], loc: PathKey, dialect: str |
             single = _SINGLE.match(value)
             if single:
                 native = _native(single.group("expr"), context)
-                return native if dialect is None else _escape_data(native, ESCAPES[dialect])
+                if dialect is None:
+                    return native
+                if dialect in WHOLE_VALUE:
+                    return str(native) if isinstance(native, Markup) else ESCAPES[dialect](native)
+                return _escape_data(native, ESCAPES[dialect])
             env = _ENV if dialect is None else _MARKUP_ENVS[dialect]
             rendered = env.from_string(value).render(**context)
         except TemplateError as exc:
@@ -271,6 +295,47 @@ def _render(value: Any, context: Mapping[str, Any], loc: PathKey, dialect: str |
     if isinstance(value, list):
         return [_render(v, context, (*loc, i), dialect) for i, v in enumerate(value)]
     return value
+
+
+def shell_problems(text: str) -> list[str]:
+    """Template values placed inside shell quotes, where quoting them would not protect them.
+
+    ``"releases/{{ v }}"`` would hand ``'$(id)'`` to a double-quoted string, where ``$(id)``
+    still runs; a value must stand outside quotes (``"$dir"/releases/{{ v }}``) and is then
+    quoted on render. Jinja tags and comments are skipped; backslash escapes are honoured.
+    """
+    quote: str | None = None
+    i = 0
+    while i < len(text):
+        if text.startswith("{{", i):
+            if quote is not None:
+                kind = "single" if quote == "'" else "double"
+                return [
+                    f"a template value inside {kind} quotes in a shell command: write it "
+                    'outside quotes (e.g. "$app_root"/releases/{{ params.version }}); every '
+                    "value is shell-quoted on render"
+                ]
+            end = text.find("}}", i + 2)
+            i = len(text) if end < 0 else end + 2
+            continue
+        if text.startswith(("{%", "{#"), i):
+            end = text.find(text[i + 1] + "}", i + 2)
+            i = len(text) if end < 0 else end + 2
+            continue
+        char = text[i]
+        if quote == "'":
+            if char == "'":
+                quote = None
+        elif char == "\\":
+            i += 2
+            continue
+        elif quote == '"':
+            if char == '"':
+                quote = None
+        elif char in "'\"":
+            quote = char
+        i += 1
+    return []
 
 
 def evaluate(expression: str, context: Mapping[str, Any], loc: PathKey = ()) -> Any:

@@ -14,6 +14,7 @@ package knows about terminals or Slack's wire format.
 - ``drills``: rollback drills: run one, their history; ``drill_schedule``: `drill schedule`
   and `drill due --run`; ``readiness``: the checklist's rollback items proved.
 - ``db``: the journal's schema migrations (`db upgrade|downgrade|status`).
+- ``rollback``: which rollback runbook a service's environment needs (Kubernetes or hosts).
 
 The names below are loaded on first use (PEP 562), so a light command such as `runs`
 imports ``service.journals`` without paying for the executor and every use case.
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
         journals,
         oncall,
         readiness,
+        rollback,
         runs,
         triggers,
     )
@@ -63,6 +65,7 @@ __all__ = [
     "journals",
     "oncall",
     "readiness",
+    "rollback",
     "runs",
     "triggers",
 ]

@@ -12,6 +12,8 @@ from crystal_runbook.engine import inventory_values, loader, model, yamlsource
 from crystal_runbook.service import access
 from crystal_runbook.service.workspace import Workspace, display
 
+HOSTS_INI = "hosts.ini"
+
 
 def validate(ws: Workspace, paths: Sequence[Path] = ()) -> tuple[int, list[errors.Problem]]:
     """Check runbooks and inventory files; returns (files checked, problems)."""
@@ -20,7 +22,11 @@ def validate(ws: Workspace, paths: Sequence[Path] = ()) -> tuple[int, list[error
     for target in targets:
         if target.is_dir():
             files.extend(
-                sorted(p for p in target.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+                sorted(
+                    p
+                    for p in target.iterdir()
+                    if (p.suffix in (".yaml", ".yml") or p.name == HOSTS_INI) and p.is_file()
+                )
             )
         elif target.exists():
             files.append(target)
@@ -36,6 +42,11 @@ def validate(ws: Workspace, paths: Sequence[Path] = ()) -> tuple[int, list[error
 
 
 def _validate_file(ws: Workspace, path: Path) -> None:
+    if path.name in (HOSTS_INI, "hosts.yaml", "hosts.yml"):  # Ansible's format, ssh.run's too
+        from crystal_runbook.hosts import inventory as hosts_inventory
+
+        hosts_inventory.load(path)
+        return
     source = yamlsource.read_file(path, display=display(path))
     kind = source.data.get("kind") if isinstance(source.data, dict) else None
     if kind == "Runbook" or (isinstance(source.data, dict) and "steps" in source.data):

@@ -43,8 +43,7 @@ def request(
     target: dict[str, Any] = {}
     service_info: dict[str, Any] = {}
     if service is not None:
-        block = ws.inventory.target(str(service), env)
-        target = block.model_dump(mode="json")
+        target = ws.target_block(str(service), env)
         found = ws.inventory.services[str(service)]
         service_info = {"description": found.description, "owner": found.owner}
     return executor_mod.Request(

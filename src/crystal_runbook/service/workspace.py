@@ -125,6 +125,16 @@ class Workspace:
                 action.redactor = self.redactor
                 action.settle_notifications = self._settle_notifications
                 action.triggers_file = self.inventory_dir / "triggers.yaml"
+        elif module == "crystal_runbook.actions.ansible":
+            from crystal_runbook.actions import ansible as ansible_action
+
+            if isinstance(action, ansible_action.Playbook):  # playbooks/ beside the runbooks
+                action.playbooks_dir = self.playbooks_dir
+
+    @property
+    def playbooks_dir(self) -> Path:
+        """Ansible playbooks: `playbooks/` beside the runbooks directory."""
+        return self.runbooks_dir.parent / "playbooks"
 
     @cached_property
     def notifier(self) -> slack_notify.Notifier:
@@ -229,7 +239,22 @@ class Workspace:
             errors.TargetNotFound: unknown service or environment.
         """
         env = self.resolve_env()
-        return env, self.inventory.target(service, env).model_dump(mode="json")
+        return env, self.target_block(service, env)
+
+    def target_block(self, service: str, env: str) -> dict[str, Any]:
+        """The service's block in ``env`` as a run journals it: host files as absolute paths.
+
+        Raises:
+            errors.TargetNotFound: unknown service or environment.
+        """
+        block = self.inventory.target(service, env).model_dump(mode="json")
+        if block.get("hosts"):
+            from crystal_runbook.hosts import config as hosts_config
+
+            block["hosts"] = hosts_config.resolve_block(
+                block["hosts"], inventory_dir=self.inventory_dir, state_dir=self.state_dir
+            )
+        return block
 
 
 SANDBOX_ENDPOINT = Path("sandbox") / "endpoint.json"
