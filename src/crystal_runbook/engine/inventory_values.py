@@ -207,8 +207,15 @@ def _block(at: Loc, block: Mapping[str, Any], state_dir: Path | None) -> Iterato
             yield from _one((*at, "metrics", "url_env"), metrics["url_env"], variable_name)
     if isinstance(block.get("slack_channel"), str):
         yield from _one((*at, "slack_channel"), block["slack_channel"], slack_channel)
-    if isinstance(block.get("hosts"), str):
-        yield from _one((*at, "hosts"), block["hosts"], host_group)
+    hosts = block.get("hosts")
+    if isinstance(hosts, str):
+        yield from _one((*at, "hosts"), hosts, host_group)
+    elif isinstance(hosts, Mapping):
+        if isinstance(hosts.get("group"), str):
+            yield from _one((*at, "hosts", "group"), hosts["group"], host_group)
+        for field in ("inventory", "known_hosts"):
+            if isinstance(hosts.get(field), str):
+                yield from _one((*at, "hosts", field), hosts[field], text)
     for name, link in (block.get("dashboards") or {}).items():
         if isinstance(link, str):
             yield from _one((*at, "dashboards", name), link, url)
