@@ -289,14 +289,26 @@ class TestInterruptAndResume:
             lock: "slow"
             steps:
               - {id: a, uses: fake.set, with: {key: a, value: "1"}}
-              - {id: b, uses: fake.set, with: {key: b, value: "2", verify_delay: 1}}
+              - {id: b, uses: fake.set, with: {key: b, value: "2", verify_delay: 2}}
               - {id: c, uses: fake.set, with: {key: c, value: "3"}}
         """,
         )
-        timer = threading.Timer(0.3, _thread.interrupt_main)
-        timer.start()
-        result = service.runs.run(workspace, "slow", {})
-        timer.cancel()
+        sink = sink_of(workspace)
+        stop = threading.Event()
+
+        def ctrl_c_in_b() -> None:  # Ctrl-C while b verifies, however slow the journal is
+            while not stop.wait(0.01):
+                if "verifying" in sink.statuses("b"):
+                    _thread.interrupt_main()
+                    return
+
+        watcher = threading.Thread(target=ctrl_c_in_b)
+        watcher.start()
+        try:
+            result = service.runs.run(workspace, "slow", {})
+        finally:
+            stop.set()
+            watcher.join()
         assert result.run.status == "interrupted"
         assert result.exit_code == 130
         assert [s.status for s in result.run.steps] == ["ok", "interrupted", "pending"]
