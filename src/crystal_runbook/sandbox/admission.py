@@ -14,7 +14,7 @@ import ipaddress
 import re
 from typing import Any
 
-from crystal_runbook.sandbox import admission_kinds, apierrors, fielderr, resources, validation_apps
+from crystal_runbook.sandbox import apierrors, fielderr, resources, validation_apps
 
 Obj = dict[str, Any]
 
@@ -91,13 +91,13 @@ def default(
     """
     spec = obj.get("spec")
     if res is resources.SECRETS:
-        admission_kinds.default_secret(obj)
+        _kinds().default_secret(obj)
     elif res is resources.JOBS:
-        admission_kinds.default_job(obj, creating=creating)
+        _kinds().default_job(obj, creating=creating)
         if isinstance(spec, dict):
             _default_template(spec.get("template"))
     elif res is resources.CRONJOBS:
-        admission_kinds.default_cronjob(obj)
+        _kinds().default_cronjob(obj)
         job_spec = ((spec or {}).get("jobTemplate") or {}).get("spec")
         if isinstance(job_spec, dict):
             _default_template(job_spec.get("template"))
@@ -197,6 +197,43 @@ def _service_causes(obj: Obj) -> list[tuple[str, str, str]]:
     return causes
 
 
+# the kinds admission_kinds validates (kept here so that module loads on first use: a
+# sandbox that only runs its Deployments never imports it)
+KIND_VALIDATED = frozenset(
+    r.key
+    for r in (
+        resources.CONFIGMAPS,
+        resources.SECRETS,
+        resources.ROLES,
+        resources.ROLEBINDINGS,
+        resources.JOBS,
+        resources.CRONJOBS,
+        resources.PDBS,
+        resources.LEASES,
+        resources.HPAS,
+    )
+)
+
+
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]{1,253}$")
+
+
+def _plain_data(obj: Obj) -> bool:
+    """A new ConfigMap whose data are strings under valid keys and nothing else to check."""
+    data = obj.get("data")
+    return (
+        isinstance(data, dict)
+        and "binaryData" not in obj
+        and all(isinstance(v, str) and _CONFIG_KEY.match(k) for k, v in data.items())
+    )
+
+
+def _kinds() -> Any:
+    from crystal_runbook.sandbox import admission_kinds
+
+    return admission_kinds
+
+
 def validate(res: resources.Resource, obj: Obj, old: Obj | None = None) -> None:
     """Raise 422 Invalid if ``obj`` (replacing ``old``, if given) is not acceptable."""
     meta = obj.get("metadata") or {}
@@ -228,7 +265,9 @@ def validate(res: resources.Resource, obj: Obj, old: Obj | None = None) -> None:
         causes += validation_apps.pod_spec(obj.get("spec"), "spec")
     elif res is resources.SERVICES:
         causes += _service_causes(obj)
-    elif res in admission_kinds.VALIDATORS:
-        causes += admission_kinds.VALIDATORS[res](obj, old)
+    elif res is resources.CONFIGMAPS and old is None and _plain_data(obj):
+        pass  # ValidateConfigMap: string data under valid keys (the seed's; no import needed)
+    elif res.key in KIND_VALIDATED:
+        causes += _kinds().VALIDATORS[res.key](obj, old)
     if causes:
         raise apierrors.invalid(res, name, causes)

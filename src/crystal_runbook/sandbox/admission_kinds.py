@@ -395,14 +395,15 @@ def hpa(obj: Obj, old: Obj | None) -> Causes:
     return causes
 
 
-VALIDATORS = {
-    resources.CONFIGMAPS: configmap,
-    resources.SECRETS: secret,
-    resources.ROLES: role,
-    resources.ROLEBINDINGS: rolebinding,
-    resources.JOBS: job,
-    resources.CRONJOBS: cronjob,
-    resources.PDBS: pdb,
-    resources.LEASES: lease,
-    resources.HPAS: hpa,
+VALIDATORS = {  # by Resource.key: a Resource's own hash is costly on a hot path
+    resources.CONFIGMAPS.key: configmap,
+    resources.SECRETS.key: secret,
+    resources.ROLES.key: role,
+    resources.ROLEBINDINGS.key: rolebinding,
+    resources.JOBS.key: job,
+    resources.CRONJOBS.key: cronjob,
+    resources.PDBS.key: pdb,
+    resources.LEASES.key: lease,
+    resources.HPAS.key: hpa,
 }
+VALIDATED = frozenset(VALIDATORS)

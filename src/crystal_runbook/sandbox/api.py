@@ -18,13 +18,9 @@ from typing import Any
 from crystal_runbook.sandbox import (
     apierrors,
     logs,
-    openapi,
-    podmetrics,
-    protobuf,
     proxy,
     resources,
     rest,
-    schema,
     store,
     tables,
     watch,
@@ -118,10 +114,29 @@ class Api:
         self.rest = rest.Rest(st)
         self.kubelet = kubelet
         self.proxy = proxy.ServiceProxy(st, kubelet)
-        self.metrics = podmetrics.PodMetrics(st, kubelet)
-        self.openapi = openapi.OpenAPIV3()
+        self._metrics: Any = None  # podmetrics.PodMetrics, made on first use
+        self._openapi: Any = None  # openapi.OpenAPIV3, made on first use
         self._server_address = server_address
         self._admin = admin
+
+    # parts that a sandbox serving only its workloads never needs: loaded on first use, so
+    # they cost nothing at start ------------------------------------------------------
+
+    @property
+    def metrics(self) -> Any:
+        if self._metrics is None:
+            from crystal_runbook.sandbox import podmetrics
+
+            self._metrics = podmetrics.PodMetrics(self.store, self.kubelet)
+        return self._metrics
+
+    @property
+    def openapi(self) -> Any:
+        if self._openapi is None:
+            from crystal_runbook.sandbox import openapi
+
+            self._openapi = openapi.OpenAPIV3()
+        return self._openapi
 
     def handle(self, req: Request) -> Response:
         """Answer one request; never raises for API errors (they become Status responses)."""
@@ -208,7 +223,7 @@ class Api:
         method = req.method
         dry_run = req.query.get("dryRun") == "All"
         res, ns = t.res, t.namespace
-        if res in resources.COMPUTED:
+        if res.computed:
             return self._computed(req, t)
         warnings: list[str] = []
         fields = _write_fields(req, warnings)
@@ -299,6 +314,8 @@ class Api:
     ) -> Response:
         if warnings:
             response = self._object(req, res, stored, code)
+            from crystal_runbook.sandbox import schema
+
             response.headers["Warning"] = schema.warning_header(warnings)
             return response
         if _wants_table(req):
@@ -407,13 +424,17 @@ def _write_fields(req: Request, warnings: list[str]) -> dict[str, Any]:
     if req.method != "PATCH" and req.body and ctype not in ("", *apierrors.BODY_MEDIA_TYPES):
         # NegotiateInputSerializer: JSON and protobuf (what typed kubectl commands send)
         raise apierrors.unsupported_media_type(ctype, apierrors.BODY_MEDIA_TYPES)
+    from crystal_runbook.sandbox import schema
+
     return {"field_mode": schema.field_validation(req.query), "warnings": warnings}
 
 
 def _body(req: Request) -> Any:
     """A POST or PUT body: JSON, or protobuf decoded into the same JSON form."""
     ctype = req.header("Content-Type").split(";", 1)[0].strip().lower()
-    if ctype == protobuf.MEDIA_TYPE:
+    if ctype == "application/vnd.kubernetes.protobuf":
+        from crystal_runbook.sandbox import protobuf
+
         return protobuf.decode_body(req.body)
     return rest.parse_json(req.body)
 

@@ -185,7 +185,7 @@ class Sandbox:
         counts = {
             res.plural: len(self.store.objects(res)[0])
             for res in self.store.registry.resources
-            if res not in resources.COMPUTED
+            if not res.computed
         }
         return {
             "url": self.url,

@@ -169,7 +169,7 @@ def _served(path: str) -> tuple[resources.Resource, str | None] | None:
         rest = rest[2:]
     by_path = {(r.group, r.version, r.plural): r for r in resources.ALL}
     res = by_path.get((group, version, rest[0])) if rest else None
-    if res is None or res in resources.COMPUTED:
+    if res is None or res.computed:
         return None
     sub = rest[2] if len(rest) > 2 else None
     if sub is not None and (sub not in SERVED_SUBRESOURCES or res.subresource(sub) is None):
@@ -208,7 +208,7 @@ def build_paths(by_gvk: dict[tuple[str, str, str], str]) -> dict[str, Any]:
     from kubernetes import client
 
     paths: dict[str, Any] = {}
-    for api_name in sorted({_api_class(r) for r in resources.ALL if r not in resources.COMPUTED}):
+    for api_name in sorted({_api_class(r) for r in resources.ALL if not r.computed}):
         api = getattr(client, api_name)
         for method_name in sorted(dir(api)):
             serializer = getattr(api, f"_{method_name}_serialize", None)

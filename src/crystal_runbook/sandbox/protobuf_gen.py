@@ -228,7 +228,7 @@ def build(binary: GoBinary) -> dict[str, Any]:
     layout = Layout(binary)
     roots: dict[str, str] = {}
     for res in resources.ALL:
-        if res in resources.COMPUTED:
+        if res.computed:
             continue
         name = f"{go_package(res)}.{res.kind}"
         if name in structs:

@@ -45,6 +45,8 @@ class Resource:
     # metadata.generation is bumped when spec changes
     generation: bool = False
     verbs: tuple[str, ...] = ALL_VERBS
+    # answered from other objects on each GET, never stored (metrics.k8s.io)
+    computed: bool = False
 
     @property
     def api_version(self) -> str:
@@ -230,10 +232,24 @@ PDBS = Resource(
 # metrics.k8s.io is computed from the running pods, never stored (see ``podmetrics``)
 READ_ONLY = ("get", "list")
 POD_METRICS = Resource(
-    "metrics.k8s.io", "v1beta1", "pods", "", "PodMetrics", namespaced=True, verbs=READ_ONLY
+    "metrics.k8s.io",
+    "v1beta1",
+    "pods",
+    "",
+    "PodMetrics",
+    namespaced=True,
+    verbs=READ_ONLY,
+    computed=True,
 )
 NODE_METRICS = Resource(
-    "metrics.k8s.io", "v1beta1", "nodes", "", "NodeMetrics", namespaced=False, verbs=READ_ONLY
+    "metrics.k8s.io",
+    "v1beta1",
+    "nodes",
+    "",
+    "NodeMetrics",
+    namespaced=False,
+    verbs=READ_ONLY,
+    computed=True,
 )
 
 ALL: tuple[Resource, ...] = (
@@ -257,7 +273,7 @@ ALL: tuple[Resource, ...] = (
     POD_METRICS,
     NODE_METRICS,
 )
-COMPUTED = frozenset({POD_METRICS, NODE_METRICS})
+COMPUTED = (POD_METRICS, NODE_METRICS)  # test with ``res.computed`` on hot paths
 
 
 @dataclass

@@ -25,11 +25,9 @@ from crystal_runbook.sandbox import (
     admission,
     apierrors,
     deletion,
-    fieldlabels,
     hashing,
     patch,
     resources,
-    schema,
     selectors,
     store,
     watch,
@@ -124,7 +122,7 @@ class Rest:
         body: Any,
         *,
         dry_run: bool = False,
-        field_mode: str = "Warn",
+        field_mode: str | None = None,
         warnings: list[str] | None = None,
     ) -> store.Stored:
         """POST to a collection (unknown fields handled as ``field_mode`` says)."""
@@ -132,7 +130,7 @@ class Rest:
             raise apierrors.bad_request("the request body must be a JSON object")
         obj = copy.deepcopy(body)
         _check_kind(res, obj)
-        schema.check_fields(res, obj, field_mode, warnings)
+        _check_fields(res, obj, field_mode, warnings)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise apierrors.bad_request("metadata must be an object")
@@ -179,7 +177,7 @@ class Rest:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
-        field_mode: str = "Warn",
+        field_mode: str | None = None,
         warnings: list[str] | None = None,
     ) -> store.Stored:
         """PUT an object (or its ``status``): 409 if the resourceVersion is stale."""
@@ -187,7 +185,7 @@ class Rest:
             raise apierrors.bad_request("the request body must be a JSON object")
         obj = copy.deepcopy(body)
         _check_kind(res, obj)
-        schema.check_fields(res, obj, field_mode, warnings)
+        _check_fields(res, obj, field_mode, warnings)
         meta = obj.get("metadata")
         if not isinstance(meta, dict):
             raise apierrors.bad_request("metadata must be an object")
@@ -218,7 +216,7 @@ class Rest:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
-        field_mode: str = "Warn",
+        field_mode: str | None = None,
         warnings: list[str] | None = None,
     ) -> store.Stored:
         """PATCH an object (or its ``status``) with a JSON, merge or strategic merge patch."""
@@ -230,7 +228,7 @@ class Rest:
             current = self._require(res, ns, name)
             patched = apply_patch(kind, current.copy(), document)
             if isinstance(patched, dict):
-                schema.check_fields(res, patched, field_mode, warnings)
+                _check_fields(res, patched, field_mode, warnings)
             if not isinstance(patched, dict) or not isinstance(patched.get("metadata"), dict):
                 raise apierrors.bad_request("the patch removed the object's metadata")
             if patched["metadata"].get("name") != name:
@@ -454,6 +452,17 @@ def apply_patch(kind: str, current: Obj, document: Any) -> Any:
         raise apierrors.ApiError(422, "Invalid", f"the patch could not be applied: {exc}") from exc
 
 
+def _check_fields(
+    res: resources.Resource, obj: Obj, mode: str | None, warnings: list[str] | None
+) -> None:
+    """Unknown fields of a request's object (``schema``, loaded on the first write)."""
+    if mode is None:
+        return  # the sandbox's own writes (the seed)
+    from crystal_runbook.sandbox import schema
+
+    schema.check_fields(res, obj, mode, warnings)
+
+
 def _check_kind(res: resources.Resource, obj: Obj) -> None:
     kind, version = obj.get("kind"), obj.get("apiVersion")
     if kind and kind != res.kind:
@@ -475,6 +484,10 @@ def _selectors(
         fields = selectors.parse_fields(query.get("fieldSelector"))
     except selectors.SelectorError as exc:
         raise apierrors.bad_request(f"unable to parse requirement: {exc}") from exc
+    if fields.empty:
+        return labels, fields
+    from crystal_runbook.sandbox import fieldlabels
+
     try:
         # handlers.ListResource: a label the kind does not support is a 400 BadRequest
         return labels, fieldlabels.bind(res, fields)

@@ -118,10 +118,15 @@ def field_validation(query: dict[str, str]) -> str:
     return mode
 
 
-def check_fields(res: resources.Resource, obj: Obj, mode: str, warnings: list[str] | None) -> None:
-    """Apply ``fieldValidation`` ``mode`` to ``obj`` (pruned in place)."""
-    if mode == "Ignore" and warnings is None:
-        SCHEMAS.unknown_fields(res, obj)
+def check_fields(
+    res: resources.Resource, obj: Obj, mode: str | None, warnings: list[str] | None
+) -> None:
+    """Apply ``fieldValidation`` ``mode`` to ``obj`` (pruned in place).
+
+    ``mode`` None is the sandbox's own writes (the seed): they are not decoded from a
+    request, so nothing is checked and the schemas are not loaded at start.
+    """
+    if mode is None:
         return
     unknown = SCHEMAS.unknown_fields(res, obj)
     if not unknown:

@@ -186,6 +186,10 @@ class FieldSelector:
 
     requirements: tuple[FieldRequirement, ...] = ()
 
+    @property
+    def empty(self) -> bool:
+        return not self.requirements
+
     def matches(self, obj: Mapping[str, Any]) -> bool:
         return all(r.matches(obj) for r in self.requirements)
 

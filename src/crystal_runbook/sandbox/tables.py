@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from crystal_runbook.sandbox import printers, resources, selectors, store
+from crystal_runbook.sandbox import resources, selectors, store
 from crystal_runbook.sandbox.tablefmt import Column, age, human_age
 
 __all__ = ["human_age", "pod_phase_text", "table"]
@@ -266,7 +266,6 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, float], list[Any]]]] = {
         _hpa,
     ),
 }
-_PRINTERS.update(printers.PRINTERS)
 _DEFAULT: tuple[list[Column], Callable[[Obj, float], list[Any]]] = (
     [("Name", "string", 0), ("Age", "string", 0)],
     _default,
@@ -294,7 +293,12 @@ def table(
     continue_token: str = "",
 ) -> Obj:
     """A ``meta.k8s.io/v1`` Table of ``objects``."""
-    columns, printer = _PRINTERS.get(res.plural, _DEFAULT)
+    found = _PRINTERS.get(res.plural)
+    if found is None:
+        from crystal_runbook.sandbox import printers  # the other kinds, loaded on first use
+
+        found = printers.PRINTERS.get(res.plural, _DEFAULT)
+    columns, printer = found
     now = time.time()
     rows = []
     for obj in objects:
