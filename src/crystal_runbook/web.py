@@ -8,16 +8,37 @@ request by the caller. httpx is imported on first use, never by `--help`.
 
 Like the Kubernetes clients of ``kube.client``, it lives as long as the process: ``close``
 ends it, and runs at the process's exit (its kept-alive connections closed, not leaked).
+
+httpx's package imports its own command-line client (``httpx._main``: click, rich's
+progress and syntax, pygments) whenever those happen to be installed: about half of what
+`import httpx` costs and 5 MB, for a command this process never runs. Importing this module
+first puts a stand-in for it in place, so every `import httpx` after it skips that.
 """
 
 from __future__ import annotations
 
 import atexit
+import sys
 import threading
+import types
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import httpx
+
+def _without_httpx_cli() -> None:
+    if "httpx" in sys.modules or "httpx._main" in sys.modules:
+        return  # imported already (a test, a library): nothing to spare any more
+
+    def main() -> None:
+        raise SystemExit("httpx's command line is not available in crystal-runbook")
+
+    stand_in = types.ModuleType("httpx._main", "httpx's command line: not loaded (web.py)")
+    stand_in.main = main  # type: ignore[attr-defined]  # the one name httpx takes from it
+    sys.modules["httpx._main"] = stand_in
+
+
+_without_httpx_cli()
 
 MAX_CONNECTIONS = 16
 """Connections open at once across every caller (scrapes of many targets run in parallel)."""

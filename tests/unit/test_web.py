@@ -41,3 +41,18 @@ class TestSharedClient:
             check=True,
         )
         assert done.stdout.strip() == "closed"
+
+    def test_httpx_comes_without_its_command_line(self) -> None:
+        """The client is made without loading httpx's CLI (click, rich, pygments)."""
+        code = textwrap.dedent(
+            """
+            import sys
+            from crystal_runbook import web
+            web.client().close()
+            print(sorted({m.split(".")[0] for m in sys.modules} & {"click", "rich", "pygments"}))
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        )
+        assert done.stdout.strip() == "[]"

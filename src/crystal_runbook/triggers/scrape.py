@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 
 MAX_SCRAPES = 4000
 """Scrapes kept per target: 66 minutes at one per second; bounds memory whatever the ranges."""
+KEEP_SECONDS = 120.0
+"""Seconds of scrapes kept before any query asked for a longer range (a 1m rate and margin)."""
+MAX_LABEL_SETS = 50_000
+"""Distinct label sets remembered for sharing; past it the table starts over (churn)."""
 MIN_GAP = 1.0
 """Seconds between the two scrapes of a fresh source (rate() needs two samples)."""
 MAX_BODY = 10 * 1024 * 1024
@@ -61,21 +65,62 @@ class Scrape:
 
 
 class Ring:
-    """Scrapes per target, oldest first, bounded by age and count; safe across threads."""
+    """Scrapes per target, oldest first, bounded by age and count; safe across threads.
 
-    def __init__(self, *, keep_seconds: float = 600.0, max_scrapes: int = MAX_SCRAPES) -> None:
+    A `watch` keeps one for hours, scraping every second, so it is built to stay small and
+    cheap: scrapes are kept only as long as the longest ``[range]`` asked for needs
+    (``keep_seconds``, raised by ``ScrapeSource.keep_for``); the label sets that repeat in
+    every scrape are stored once; which of them a selector matches is worked out once per
+    new label set, not once per sample; and a range query walks back from the newest scrape
+    only as far as its range.
+    """
+
+    def __init__(
+        self, *, keep_seconds: float = KEEP_SECONDS, max_scrapes: int = MAX_SCRAPES
+    ) -> None:
         self.keep_seconds = keep_seconds
         self._scrapes: dict[str, deque[Scrape]] = {}
         self._max = max_scrapes
         self._lock = threading.Lock()
+        self._labels: dict[Labels, Labels] = {}
+        """One tuple per distinct label set (the same series repeat in every scrape)."""
+        self._matching: dict[promql.Selector, tuple[int, list[Labels]]] = {}
+        """Per selector, the label sets it matches, as of ``_generation``."""
+        self._generation = 0
+        """Changes whenever a label set is seen for the first time."""
 
     def add(self, target: str, scrape: Scrape) -> None:
         with self._lock:
+            if len(self._labels) > MAX_LABEL_SETS:  # label values that churn: start over
+                self._labels.clear()
+                self._matching.clear()
+            shared: dict[Labels, float] = {}
+            for labels, value in scrape.samples.items():
+                known = self._labels.get(labels)
+                if known is None:
+                    known = self._labels[labels] = labels
+                    self._generation += 1
+                shared[known] = value
+            scrape.samples = shared
             ring = self._scrapes.setdefault(target, deque(maxlen=self._max))
-            ring.append(scrape)
-            horizon = scrape.at - self.keep_seconds
+            if ring and scrape.at < ring[-1].at:  # two scrapes finished out of order
+                ordered = sorted([*ring, scrape], key=lambda s: s.at)
+                ring.clear()
+                ring.extend(ordered)
+            else:
+                ring.append(scrape)
+            horizon = ring[-1].at - self.keep_seconds
             while len(ring) > 2 and ring[0].at < horizon:
                 ring.popleft()
+
+    def _matched(self, selector: promql.Selector) -> list[Labels]:
+        """The label sets seen that ``selector`` matches (call with the lock held)."""
+        cached = self._matching.get(selector)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        found = [labels for labels in self._labels if selector.matches(dict(labels))]
+        self._matching[selector] = (self._generation, found)
+        return found
 
     def count_ok(self, target: str) -> int:
         with self._lock:
@@ -111,15 +156,15 @@ class Ring:
     def instant(self, selector: promql.Selector, at: float) -> list[Series]:
         out: list[Series] = []
         with self._lock:
+            wanted = self._matched(selector)
             for ring in self._scrapes.values():
                 last = next((s for s in reversed(ring) if s.at <= at), None)
                 if last is None or last.error is not None or at - last.at > LOOKBACK:
                     continue
-                out.extend(
-                    Series(labels, value)
-                    for labels, value in last.samples.items()
-                    if selector.matches(dict(labels))
-                )
+                for labels in wanted:
+                    value = last.samples.get(labels)
+                    if value is not None:
+                        out.append(Series(labels, value))
         return out
 
     def window(
@@ -127,12 +172,18 @@ class Ring:
     ) -> list[tuple[Labels, list[tuple[float, float]]]]:
         series: dict[Labels, list[tuple[float, float]]] = {}
         with self._lock:
+            wanted = self._matched(selector)
             for ring in self._scrapes.values():
-                for scrape in ring:
-                    if scrape.error is not None or not start < scrape.at <= end:
-                        continue
-                    for labels, value in scrape.samples.items():
-                        if selector.matches(dict(labels)):
+                inside: list[Scrape] = []
+                for scrape in reversed(ring):  # newest first, as far back as the range goes
+                    if scrape.at <= start:
+                        break
+                    if scrape.error is None and scrape.at <= end:
+                        inside.append(scrape)
+                for scrape in reversed(inside):
+                    for labels in wanted:
+                        value = scrape.samples.get(labels)
+                        if value is not None:
                             series.setdefault(labels, []).append((scrape.at, value))
         return list(series.items())
 
@@ -142,9 +193,7 @@ def target_key(target: str) -> str:
     return hashlib.sha256(target.encode()).hexdigest()[:16]
 
 
-def dump_latest(
-    ring: Ring, targets: list[str], selectors: list[promql.Selector]
-) -> dict[str, Any]:
+def dump_latest(ring: Ring, targets: list[str], selectors: list[promql.Selector]) -> dict[str, Any]:
     """Each target's latest successful scrape, only the series some selector matches."""
     out: dict[str, Any] = {}
     for target in targets:
