@@ -13,6 +13,10 @@ imports the CLI:
 - Pydantic plugins: pydantic looks for them in every installed package's entry points on
   first use (10 to 30 ms); a command-line run loads none, unless PYDANTIC_DISABLE_PLUGINS
   is set to something else.
+- kubernetes-validate: where it is installed (a dev extra: the sandbox's schema generator
+  reads it), `import kubernetes` loads it, with jsonschema, for the dynamic client's
+  validation, which crystal-runbook never uses: 0.1 s or more before a rollback's first
+  request. The command-line process marks it absent, as it is in a production install.
 - End: once the command has closed the journal, released its locks and Lease and printed
   its result, the interpreter would still free every object one by one and collect the
   garbage (0.4 s after a rollback here). ``finish`` flushes stdout and stderr, runs the
@@ -82,6 +86,7 @@ def main() -> NoReturn:
     """The console script: run the command line, then ``finish``."""
     gc.disable()
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    sys.modules.setdefault("kubernetes_validate", None)  # type: ignore[arg-type]  # "absent"
     from crystal_runbook import cli
 
     if command_name(sys.argv[1:]) in LONG_RUNNING:

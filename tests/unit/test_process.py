@@ -101,3 +101,28 @@ class TestGarbageCollection:
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == str(enabled)
+
+
+class TestStartUp:
+    """What the command-line process leaves out of its start-up."""
+
+    def test_no_pydantic_plugins_and_no_kubernetes_validate(self) -> None:
+        """Pydantic plugins are off, and kubernetes-validate counts as not installed."""
+        done = run_python(
+            """
+            import os, sys
+            from crystal_runbook import cli, process
+            def probe(argv=None):
+                try:
+                    import kubernetes_validate  # noqa: F401
+                    found = "importable"
+                except ImportError:
+                    found = "absent"
+                print(os.environ["PYDANTIC_DISABLE_PLUGINS"], found)
+            cli.main = probe
+            sys.argv = ["crystal-runbook", "runs"]
+            process.main()
+            """
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["__all__", "absent"]
