@@ -7,12 +7,16 @@ the checklist's five rules every second with 10-second windows; the error-rate r
 the shipped `rollback` runbook runs, verified (rollout complete, legacy mode, health, errors
 ceased, performance restored); the incident document is written; the sandbox is stopped.
 
-Everything the demo creates lives under `<state dir>/demo/` (its own sandbox and inventory),
-except what it is meant to leave: the runs in the journal and the incident document.
+Everything the demo creates lives under `<state dir>/demo/`, its own state directory: its
+sandbox, inventory, journal, outbox, trigger state and incident documents. It never touches
+the user's journal, outbox or trigger state, starts afresh each time (the previous demo's
+directory is replaced) and says where it all is, so `crystal-runbook --state-dir
+<state dir>/demo runs` shows what it did.
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +29,9 @@ from crystal_runbook.engine.events import Sink
 
 BAD_IMAGE = "registry.local/maia:1.5.1-bad"
 SERVICE = "maia"
+CHANNEL = "#maia-incidents"
+MARKER = ".crystal-demo"
+"""A file that marks a directory as the demo's own (only such a directory is replaced)."""
 
 # The shipped rules with demo-sized windows: `for: 10s` instead of minutes, 10 s rates.
 DEMO_TRIGGERS = """\
@@ -79,6 +86,8 @@ services:
 class DemoResult:
     """What the demo did, for the shell to print and the tests to check."""
 
+    state_dir: Path
+    """The demo's own state directory (`<state dir>/demo`): journal, outbox, documents."""
     release_run: str
     rollback_run: str | None
     rollback_status: str
@@ -98,6 +107,7 @@ def _inventory(directory: Path, sb: Any) -> None:
         f"kubeconfig: '{sb.kubeconfig_path}'}}\n"
         f"        health_url: '{sb.health_url()}'\n"
         f"        metrics: {{source: scrape, url: '{sb.metrics_url()}'}}\n"
+        f"        slack_channel: '{CHANNEL}'\n"
     )
     (directory / "triggers.yaml").write_text(DEMO_TRIGGERS)
 
@@ -125,14 +135,18 @@ def run_demo(
                 hint="run it from the repository root (scripts/demo.sh does), or pass --runbooks",
             )
     started = time.monotonic()
-    root = state_dir / "demo"
+    root = fresh_directory(state_dir / "demo")
+    say(
+        f"   Everything the demo writes goes to {root} (its own journal, outbox, documents); "
+        "your own state is not touched."
+    )
     say("1. Starting the sandbox: a Kubernetes API emulator on loopback, with `maia` seeded.")
     with sandbox.start(root, ready_delay=ready_delay) as sb:
         sb.config.update({"burn_ramp_seconds": 3.0})
         sb.settle(10)
         _inventory(root / "inventory", sb)
         ws = service.Workspace(
-            state_dir=state_dir,
+            state_dir=root,
             inventory_dir=root / "inventory",
             runbooks_dir=runbooks_dir,
             env="sandbox",
@@ -166,6 +180,7 @@ def run_demo(
             if incident is not None:
                 say(f"6. Incident document: {incident}")
             return DemoResult(
+                state_dir=root,
                 release_run=release.run.id,
                 rollback_run=run_id,
                 rollback_status=status,
@@ -176,6 +191,25 @@ def run_demo(
         finally:
             say("   Stopping the sandbox.")
             ws.close()
+
+
+def fresh_directory(root: Path) -> Path:
+    """``root`` emptied for a new demo (only if it is the demo's own, or empty).
+
+    Raises:
+        errors.ConfigurationError: ``root`` holds files the demo did not write.
+    """
+    if root.exists() and any(root.iterdir()):
+        if not (root / MARKER).exists():
+            raise errors.ConfigurationError(
+                f"{root} exists and was not written by `crystal-runbook demo`; the demo keeps "
+                "its own state there",
+                hint="move it away, or give the demo another --state-dir",
+            )
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("written by `crystal-runbook demo`; replaced by the next demo\n")
+    return root
 
 
 def _watch_until_rollback(

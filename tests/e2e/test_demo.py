@@ -22,7 +22,10 @@ def test_demo_detects_rolls_back_verifies_and_documents(cli: Cli) -> None:
     assert took < 90, f"the demo took {took:.0f} s"
     match = re.search(r"Rollback run ([0-9a-f]{12}) ok, ([0-9.]+) s after", out.stdout)
     assert match, out.stdout
-    run = json.loads(cli("runs", "show", match.group(1), "-o", "json").stdout)
+    demo = cli.state / "demo"
+    assert f"Everything the demo writes goes to {demo}" in out.stdout
+    assert f"crystal-runbook --state-dir {demo} runs show {match.group(1)}" in out.stdout
+    run = json.loads(cli("--state-dir", str(demo), "runs", "show", match.group(1), "-o", "json").stdout)
     assert run["runbook"] == "rollback"
     assert run["status"] == "ok"
     assert "trigger fired for maia in sandbox" in run["params"]["reason"]
@@ -36,6 +39,13 @@ def test_demo_detects_rolls_back_verifies_and_documents(cli: Cli) -> None:
     text = (cli.root / document.group(1)).read_text()
     assert f"`{match.group(1)}`" in text  # the document is the rollback run's
     assert "registry.local/maia:1.5.1-bad" in text
-    runs = json.loads(cli("runs", "-o", "json").stdout)
+    assert document.group(1).startswith(str(demo / "incidents"))
+    runs = json.loads(cli("--state-dir", str(demo), "runs", "-o", "json").stdout)
     assert [r["runbook"] for r in runs] == ["rollback", "release"]
-    assert not (cli.state / "demo" / "sandbox" / "pid").exists()
+    assert not (demo / "sandbox" / "pid").exists()
+    # the user's own state is untouched: no runs, no outbox, no trigger state
+    assert json.loads(cli("runs", "-o", "json").stdout) == []
+    assert sorted(p.name for p in cli.state.iterdir()) == ["demo"]
+    queued = [json.loads(p.read_text()) for p in (demo / "outbox").glob("*.json")]
+    assert queued
+    assert {q["message"]["channel"] for q in queued} == {"#maia-incidents"}

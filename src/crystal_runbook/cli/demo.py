@@ -39,9 +39,11 @@ def demo_cmd(
             )
         if result.rollback_status != "ok":
             raise _common.fail(f"the demo's rollback ended {result.rollback_status}", code=1)
+        where = f"--state-dir {result.state_dir}"
         print(
-            f"done in {result.took:.0f} s. Next: crystal-runbook runs; "
-            f"crystal-runbook runs show {result.rollback_run}"
+            f"done in {result.took:.0f} s. The demo's journal, outbox and documents are in "
+            f"{result.state_dir}. Next: crystal-runbook {where} runs; "
+            f"crystal-runbook {where} runs show {result.rollback_run}"
         )
 
 
