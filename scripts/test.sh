@@ -15,19 +15,12 @@ fi
 # PYTHONDONTWRITEBYTECODE set Python never caches it: every start would compile it again
 .venv/bin/python -m compileall -q src >/dev/null
 
-# Debian packages the integration tests start on loopback (none are started as services).
+# Debian packages the integration tests start on loopback themselves. The missing ones are
+# installed by scripts/install-debs.sh without starting or enabling them as system services
+# (policy-rc.d denies starts during the install and is kept as found; their units are then
+# disabled and masked). Add a package here; nothing else needs to change.
 debs=(prometheus postgresql openssh-server)
-missing=()
-for pkg in "${debs[@]}"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "installing Debian packages: ${missing[*]}" >&2
-    sudo_cmd=()
-    [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+scripts/install-debs.sh "${debs[@]}"
 
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" >&2

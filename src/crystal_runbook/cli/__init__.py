@@ -38,6 +38,34 @@ from crystal_runbook.cli import (
     watch,
 )
 
+
+def _usage_metavar(
+    self: typer.core.TyperArgument, ctx: object, *, usage: bool = False
+) -> str:
+    """An argument as click writes it: `SERVICE`, `[SERVICE]` when optional, `RUN_ID...`.
+
+    typer 0.28 writes a required argument as `{service}` in the usage line; at 3 a.m. the
+    usage line must read like every other command line tool's.
+    """
+    var = self.metavar or (self.name or "").upper()
+    if usage and not self.required and not var.startswith("["):
+        var = f"[{var}]"
+    if self.nargs != 1:
+        var += "..."
+    return var
+
+
+typer.core.TyperArgument.make_metavar = _usage_metavar  # type: ignore[method-assign]  # one place, see the docstring
+
+
+def _version(value: bool) -> None:
+    if value:
+        from crystal_runbook import __version__
+
+        print(f"crystal-runbook {__version__}")
+        raise typer.Exit(0)
+
+
 app = typer.Typer(
     name="crystal-runbook",
     help=(
@@ -46,7 +74,7 @@ app = typer.Typer(
         "Example: crystal-runbook rollback maia --env production"
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # typer's own --install-completion / --show-completion
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -88,6 +116,12 @@ def root(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More detail (repeat for more).")
     ] = 0,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Global options; they may also follow the command name."""
     if output not in ("text", "json"):

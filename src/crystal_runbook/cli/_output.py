@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from crystal_runbook.cli import _style
 from crystal_runbook.cli._common import GlobalOptions
 from crystal_runbook.engine.printable import printable
 
@@ -21,6 +22,17 @@ def _print(*values: object, file: Any = None, **kwargs: Any) -> None:
     """print(), with control characters of journalled and remote text shown as escapes."""
     text = " ".join(str(v) for v in values)
     print(printable(text), file=file, **kwargs)
+
+
+def _line(*parts: str | tuple[str, str], strip: bool = False) -> None:
+    """One line: text parts made printable like ``_print``; a ``(text, status)`` part also
+    painted in the status's colour on a terminal (the colour codes are added after the
+    escaping, so they survive it, and take no width, so padding stays aligned)."""
+    text = "".join(
+        _style.paint(printable(part[0]), part[1]) if isinstance(part, tuple) else printable(part)
+        for part in parts
+    )
+    print(text.rstrip() if strip else text)
 
 
 if TYPE_CHECKING:
@@ -71,21 +83,27 @@ def show_result(opts: GlobalOptions, result: RunResult) -> None:
             if changed
             else "nothing needed changing"
         )
-        _print(f"run {run.id} ok in {took}: {what}")
+        _line(f"run {run.id} ", ("ok", "ok"), f" in {took}: {what}")
     elif run.status == "refused":
         step = next((s for s in run.steps if s.status == "refused"), None)
         where = f"step {step.id} ({step.uses}) refused: " if step else ""
         reason = result.error.message if result.error is not None else run.error
-        _print(f"run {run.id} refused before any change (nothing was announced or changed)")
+        _line(
+            f"run {run.id} ",
+            ("refused", "refused"),
+            " before any change (nothing was announced or changed)",
+        )
         _print(f"  {where}{reason}")
         if result.error is not None and result.error.hint:
             _print(f"  hint: {result.error.hint}")
     elif run.status == "interrupted":
-        _print(
-            f"run {run.id} interrupted after {took}; continue with: crystal-runbook resume {run.id}"
+        _line(
+            f"run {run.id} ",
+            ("interrupted", "interrupted"),
+            f" after {took}; continue with: crystal-runbook resume {run.id}",
         )
     else:
-        _print(f"run {run.id} {run.status} after {took}: {run.error}")
+        _line(f"run {run.id} ", (run.status, run.status), f" after {took}: {run.error}")
         if result.error is not None and result.error.hint:
             _print(f"  hint: {result.error.hint}")
 
@@ -170,8 +188,17 @@ def show_runs(opts: GlobalOptions, runs: list[RunRecord]) -> None:
         for r in runs
     ]
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        _print("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    status_column = rows[0].index("STATUS")
+    for n, row in enumerate(rows):
+        cells: list[str | tuple[str, str]] = [
+            str(cell).ljust(widths[i]) for i, cell in enumerate(row)
+        ]
+        if n:
+            cells[status_column] = (str(cells[status_column]), str(row[status_column]))
+        parts: list[str | tuple[str, str]] = []
+        for i, cell in enumerate(cells):
+            parts += ["  ", cell] if i else [cell]
+        _line(*parts, strip=True)
 
 
 def show_run(opts: GlobalOptions, run: RunRecord) -> None:
@@ -181,18 +208,43 @@ def show_run(opts: GlobalOptions, run: RunRecord) -> None:
     _print(
         f"run {run.id}: {run.runbook} in {run.env}" + (f" for {run.service}" if run.service else "")
     )
-    _print(f"  status:  {run.status}" + (f" ({run.error})" if run.error else ""))
+    _line("  status:  ", (run.status, run.status), f" ({run.error})" if run.error else "")
     _print(f"  actor:   {run.actor} on {run.host}")
     _print(f"  started: {run.started_at}   ended: {run.ended_at or '-'}   took: {_duration(run)}")
     if run.params:
         _print("  params:  " + ", ".join(f"{k}={v}" for k, v in run.params.items()))
     _print("  steps:")
-    for step in run.steps:
+    # columns as wide as their longest cell (a long step id must not shift the others)
+    names = [("on_failure " if s.phase == "on_failure" else "") + s.id for s in run.steps]
+    id_width = max((len(n) for n in names), default=4)
+    uses_width = max((len(s.uses) for s in run.steps), default=4)
+    status_width = max((len(s.status) for s in run.steps), default=6)
+    for name, step in zip(names, run.steps, strict=True):
         changed = {True: "changed", False: "unchanged", None: ""}[step.changed]
-        prefix = "on_failure " if step.phase == "on_failure" else ""
-        _print(
-            f"    {prefix}{step.id:<16} {step.uses:<20} {step.status:<11} {changed:<9} "
-            f"attempts={step.attempts}  {step.summary}"
+        _line(
+            f"    {name:<{id_width}}  {step.uses:<{uses_width}}  ",
+            (f"{step.status:<{status_width}}", step.status),
+            f"  {changed:<9}  attempts={step.attempts}  {step.summary}",
+            strip=True,
         )
         if step.error:
             _print(f"      error: {step.error}")
+
+
+def rule_row(rule: Mapping[str, Any]) -> str:
+    """One trigger rule as `watch --once` and `health` print it (numbers to 4 digits; the
+    rule's own text made printable, its state in colour on a terminal)."""
+    value = rule.get("value")
+    shown = "-" if value is None else f"{value:.4g}"
+    what = "slope/s" if rule.get("kind") == "trend" else "value"
+    threshold = rule.get("threshold")
+    condition = f"{what} {rule.get('op', '>')} {threshold:g}" if threshold is not None else what
+    if rule.get("for_seconds"):
+        condition += f" for {rule['for_seconds']:g}s"
+    since = str(rule.get("since") or "")[11:19]
+    state = str(rule.get("state", ""))
+    name = printable(str(rule.get("name", "")))
+    return (
+        f"  {_style.paint(f'{state:<9}', state)} {name:<26} {shown:>10}  "
+        f"{condition:<28} since {since}"
+    )

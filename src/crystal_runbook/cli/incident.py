@@ -14,13 +14,18 @@ app = typer.Typer(help="Incident documents, generated from the journal.", no_arg
 @app.command("show")
 def show_cmd(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")],
+    run_id: Annotated[
+        str | None,
+        typer.Argument(help="Run id or a unique prefix (default: the latest run with one)."),
+    ] = None,
     fmt: Annotated[
         str | None,
         typer.Option("--format", help="md or json (default: md; json with -o json)."),
     ] = None,
 ) -> None:
     """Print a run's incident document and (re)write its files under <state dir>/incidents/.
+
+    Without RUN_ID: the latest run's (refused runs have none and are passed over).
 
     Example: crystal-runbook incident show 3fa2c1d09b7e --format json
     """
@@ -35,7 +40,8 @@ def show_cmd(
             state_dir=opts.state_dir, inventory_dir=opts.inventory, runbooks_dir=opts.runbooks
         )
         try:
-            rendered = service.incidents.document(ws, run_id)
+            chosen_id = run_id if run_id is not None else service.incidents.latest(ws)
+            rendered = service.incidents.document(ws, chosen_id)
         finally:
             ws.close()
         sys.stdout.write(rendered.json if chosen == "json" else rendered.markdown)

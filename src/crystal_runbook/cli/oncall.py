@@ -1,6 +1,6 @@
 """The on-call commands of the source checklist: `rollback`, `scale`, `logs`, `health`.
 
-`rollback` and `scale` run the shipped runbooks (`rollback.yaml`, `scale-up.yaml`) so they
+`rollback` and `scale` run the shipped runbooks (`rollback.yaml`, `scale.yaml`) so they
 get every guarantee of the engine; `logs` and `health` read the service directly.
 """
 
@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from crystal_runbook.cli import _common, _output
+from crystal_runbook.cli import _common, _output, _style
 from crystal_runbook.cli.runbooks import execute, workspace
 
 ServiceArg = Annotated[str, typer.Argument(help="Service name from inventory/services.yaml.")]
@@ -102,7 +102,7 @@ def scale_cmd(
         "force": force,
         "hpa": hpa,
     }
-    execute(ctx, "scale-up", params, dry_run=dry_run, assume_yes=yes)
+    execute(ctx, "scale", params, dry_run=dry_run, assume_yes=yes)
 
 
 def logs_cmd(
@@ -187,15 +187,13 @@ def health_cmd(ctx: typer.Context, service: ServiceArg) -> None:
             _output.print_json(report)
         else:
             state = "healthy" if report["healthy"] else "NOT HEALTHY"
-            print(f"{service} in {report['env']}: {state}")
+            tone = "healthy" if report["healthy"] else "bad"
+            print(f"{service} in {report['env']}: {_style.paint(state, tone)}")
             for check in report["checks"]:
-                mark = "ok " if check["ok"] else "BAD"
+                mark = _style.paint("ok ", "ok") if check["ok"] else _style.paint("BAD", "bad")
                 print(f"  {mark} {check['name']:<12} {check['detail']}")
             for rule in report["rules"]:
-                print(
-                    f"  {rule['state']:<9} {rule['name']:<24} value={rule.get('value')} "
-                    f"threshold={rule.get('threshold')}"
-                )
+                print(_output.rule_row(rule))
         if not report["healthy"]:
             raise typer.Exit(1)
 

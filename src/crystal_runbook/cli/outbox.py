@@ -50,6 +50,10 @@ def _show(opts: _common.GlobalOptions, listing: "slack.Listing") -> None:
     if opts.json:
         print(json.dumps([_entry_json(e, str(box.path(e))) for e in entries], indent=2))
     else:
+        if entries:
+            print(
+                f"{'CREATED (UTC)':<19}  {'STATUS':<8} {'CHANNEL':<20} {'RUN/STEP':<28} TEXT"
+            )
         for entry in entries:
             text = " ".join(entry.message.text.split())
             text = text if len(text) <= 60 else text[:59] + "…"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from crystal_runbook.cli import _common, _output
+from crystal_runbook.cli import _common, _output, _style
 from crystal_runbook.cli.runbooks import workspace
 
 if TYPE_CHECKING:
@@ -36,11 +36,10 @@ def _seconds(text: str, option: str) -> float:
 
 def _print_table(report: "Report") -> None:
     state = "ALL CLEAR" if report.healthy else "NOT CLEAR"
-    print(f"{report.service} in {report.env}: {state} — {report.summary()}")
+    mark = _style.paint(state, "ok" if report.healthy else "failed")
+    print(f"{report.service} in {report.env}: {mark} — {report.summary()}")
     for r in report.rules:
-        value = "-" if r.value is None else f"{r.value:.4g}"
-        since = (r.as_json()["since"] or "")[11:19]
-        print(f"  {r.state:<9} {r.name:<26} {value:>10}  {r.condition:<28} since {since}")
+        print(_output.rule_row(r.as_json()))
         if r.message and r.state != "inactive":
             print(f"            {r.message}")
 

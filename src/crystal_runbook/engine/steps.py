@@ -515,9 +515,15 @@ class StepRunner:
         ctx: StepContext,
         what: str,
     ) -> Check:
-        """Call ``fn`` until it is satisfied, the attempts run out or the deadline passes."""
+        """Call ``fn`` until it is satisfied, the attempts run out or the deadline passes.
+
+        A read-only step's checks are its attempts (``rec.attempts``); the polls of a
+        verification are not: a step that applied once and then waited for its rollout made
+        one attempt, however often the rollout was looked at.
+        """
         deadline = ctx.deadline
         started = time.monotonic()
+        polls = 0
 
         def stop(retry_state: RetryCallState) -> bool:
             return retry_state.attempt_number >= policy.attempts or _past(deadline)
@@ -530,10 +536,13 @@ class StepRunner:
             return _bounded(float(retry_after or min(base, policy.max_delay)), deadline)
 
         def attempt() -> Check:
-            rec.attempts += 1
+            nonlocal polls
+            polls += 1
+            if what == "check":
+                rec.attempts += 1
             result = fn()
-            if not result.satisfied and rec.attempts % 5 == 0:
-                self.progress(state, rec, f"{what} attempt {rec.attempts}: {result.summary}")
+            if not result.satisfied and polls % 5 == 0:
+                self.progress(state, rec, f"{what} try {polls}: {result.summary}")
             return result
 
         def give_up(retry_state: RetryCallState) -> Check | None:
@@ -556,7 +565,8 @@ class StepRunner:
         if evidence:
             rec.evidence = {**rec.evidence, **evidence}
         raise errors.VerificationFailed(
-            f"{what} did not hold after {rec.attempts} attempt(s) in {elapsed}: {summary}",
+            f"{what} did not hold after {polls} tr{'y' if polls == 1 else 'ies'} in {elapsed}: "
+            f"{summary}",
             hint="the journal has the evidence; fix the cause, then "
             f"`crystal-runbook resume {state.run.id}` tries again",
             evidence=str(evidence) if evidence else None,

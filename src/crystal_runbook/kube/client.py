@@ -290,6 +290,18 @@ def connect(target: KubeTarget) -> Kube:
 
         configuration = Configuration()
         shown = path or "~/.kube/config"
+        file = Path(shown).expanduser()
+        if not file.exists():
+            sandbox = file.name == "kubeconfig" and file.parent.name == "sandbox"
+            raise errors.ConfigurationError(
+                f"no kubeconfig at {file}"
+                + (" (the sandbox writes it when it starts)" if sandbox else ""),
+                hint=f"start it: crystal-runbook --state-dir {file.parent.parent} sandbox up "
+                "--detach"
+                if sandbox
+                else "set KUBECONFIG, or kubernetes.kubeconfig of the environment in "
+                "inventory/services.yaml",
+            )
         try:
             kube_config.load_kube_config(  # type: ignore[no-untyped-call]  # untyped library
                 config_file=path,

@@ -46,6 +46,21 @@ def document(ws: Workspace, run_id: str, *, write: bool = True) -> incident_gene
     return rendered
 
 
+def latest(ws: Workspace) -> str:
+    """The id of the latest run that has an incident document (refused runs have none).
+
+    Raises:
+        errors.RunNotFound: no such run in the journal (exit 2).
+    """
+    for run in ws.journal.list_runs(limit=50):
+        if run.status != "refused":
+            return run.id
+    raise errors.RunNotFound(
+        f"no run with an incident document in the journal of {ws.state_dir}",
+        hint="list runs with `crystal-runbook runs`",
+    )
+
+
 def outbox(ws: Workspace, *, include_sent: bool = False) -> slack_notify.Listing:
     """Notifications waiting in ``<state dir>/outbox/`` (and, if asked, those delivered)."""
     return ws.notifier.listing(include_sent=include_sent)

@@ -43,7 +43,7 @@ log = logging.getLogger("crystal_runbook.slack")
 
 REFUSALS = "slack"
 """Run id under which refusals and decisions that belong to no run are journalled."""
-RUNBOOKS = {"rollback": "rollback", "scale": "scale-up", "drill": "drill"}
+RUNBOOKS = {"rollback": "rollback", "scale": "scale", "drill": "drill"}
 """The runbook each mutating command runs (the CLI's `rollback`, `scale` and `drill` run the
 same; a drill through ``service.drills``, as `crystal-runbook drill` does)."""
 STATUS_LIMIT = 50
