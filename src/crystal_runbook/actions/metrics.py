@@ -6,6 +6,11 @@ performance restored". This action evaluates the same rules that started the rol
 when the condition is clear (``expect: clear``) or holds (``expect: firing``) now, optionally
 without interruption for ``for``. Missing data never passes: "no data" is not "clear".
 
+``rule: "*"`` checks every rollback rule of the service at once (a go/no-go gate, as
+`runbooks/phase.yaml` uses it): clear when none of them holds, and with
+``fail_on_firing: true`` the step fails as soon as one of them fires (its own ``for`` window
+passed) instead of polling on until its timeout.
+
 Read-only (only ``check``): the executor polls it until it holds or the step times out.
 Between polls it keeps each step's rule states (trend windows, ``for``). The scrape source's
 samples are kept per run and source, so the checks of one run share them: "errors ceased"
@@ -36,6 +41,8 @@ if TYPE_CHECKING:  # loaded by the first check (or ``warm``), not when a runbook
     from crystal_runbook.triggers import evaluator as evaluator_mod
     from crystal_runbook.triggers import loader, scrape
 
+ALL_RULES = "*"
+"""``rule: "*"``: every rollback rule of the service (a go/no-go gate)."""
 MEMORY_STEPS = 32
 """Steps whose rule states are remembered between polls (oldest forgotten first)."""
 MEMORY_RINGS = 8
@@ -44,7 +51,9 @@ MEMORY_RINGS = 8
 
 class MetricsCheckArgs(Args):
     rule: str | None = Field(
-        default=None, description="A rule of triggers.yaml for the run's service, by name."
+        default=None,
+        description='A rule of triggers.yaml for the run\'s service, by name; "*": every '
+        "rollback rule of the service (a go/no-go gate).",
     )
     query: str | None = Field(
         default=None,
@@ -69,6 +78,10 @@ class MetricsCheckArgs(Args):
         default=None,
         max_length=MAX_INPUT_LENGTH,
         description="Triggers file (default: the workspace's inventory/triggers.yaml).",
+    )
+    fail_on_firing: bool = Field(
+        default=False,
+        description="A gate: fail at once when a checked rule fires, instead of polling on.",
     )
 
     @model_validator(mode="after")
@@ -130,8 +143,62 @@ class MetricsCheck(Action):
                 ev.sources[kind] = open_source(bound.specs[kind], redactor=ev.redactor)
         with ev:
             report = ev.evaluate()
+        if args.rule == ALL_RULES:
+            return self._judge_all(args, list(report.rules), memory)
         result = report.rules[0]
         return self._judge(args, result, memory)
+
+    def _judge_all(
+        self, args: Any, results: list[evaluator_mod.RuleReport], memory: dict[str, Any]
+    ) -> Check:
+        """Every rollback rule at once: clear when none holds (or one holds, for `firing`)."""
+        firing = [r for r in results if r.state == "firing"]
+        if args.fail_on_firing and firing:
+            fired = "; ".join(
+                f"{r.name} {'no value' if r.value is None else f'{r.value:.4g}'} ({r.condition})"
+                for r in firing
+            )
+            raise errors.PermanentActionError(
+                f"the gate fired: {fired}",
+                hint="the change did not hold up; see the rules with `crystal-runbook watch "
+                "SERVICE --once`",
+                evidence=str([r.evidence() for r in firing])[:2000],
+            )
+        holding = [r for r in results if r.state in ("pending", "firing")]
+        unknown = [r for r in results if r.state in ("no_data", "error")]
+        ok_now = not unknown and (bool(holding) if args.expect == "firing" else not holding)
+        now = time.monotonic()
+        if not ok_now:
+            memory.pop("ok_since", None)
+        elif "ok_since" not in memory:
+            memory["ok_since"] = now
+        held_for = now - memory["ok_since"] if ok_now else 0.0
+        satisfied = ok_now and held_for >= args.for_
+        worst = (holding or unknown or results)[0]
+        if unknown:
+            summary = "; ".join(f"{r.name}: {r.state}: {r.message}" for r in unknown)
+        elif holding:
+            summary = "; ".join(
+                f"{r.name} holds: {'no value' if r.value is None else f'{r.value:.4g}'} "
+                f"({r.condition})"
+                for r in holding
+            )
+        else:
+            summary = f"all {len(results)} rollback rules clear"
+        summary += f" (wanted {args.expect})"
+        if ok_now and not satisfied:
+            summary += f", held {held_for:.0f}s of {args.for_:g}s"
+        return Check(
+            satisfied=satisfied,
+            summary=summary,
+            outputs={
+                "rule": ", ".join(r.name for r in results),
+                "state": worst.state,
+                "value": worst.as_json()["value"],
+                "threshold": worst.threshold,
+            },
+            evidence={"metrics": worst.evidence()},
+        )
 
     def _judge(self, args: Any, result: evaluator_mod.RuleReport, memory: dict[str, Any]) -> Check:
         holds_now = result.state in ("pending", "firing")
@@ -221,6 +288,15 @@ class MetricsCheck(Action):
         if args.rule is not None:
             path = Path(args.triggers) if args.triggers else self.triggers_file
             bound = loader.bind(self._load(path), ctx.service, ctx.env, target)
+            if args.rule == ALL_RULES:
+                chosen = tuple(b for b in bound.rules if b.rule.action == "rollback")
+                if not chosen:
+                    raise errors.PermanentActionError(
+                        f"{bound.path}: {ctx.service} has no rule with `action: rollback` in "
+                        f"{ctx.env} for `rule: \"*\"` to check",
+                        hint="give the rules that decide a rollback `action: rollback`",
+                    )
+                return loader.Bound(bound.service, bound.env, bound.path, chosen, bound.specs)
             one = bound.rule(args.rule)
             return loader.Bound(bound.service, bound.env, bound.path, (one,), bound.specs)
         inline = model.Rule(
