@@ -22,6 +22,8 @@ HEAVY = (
     "paramiko",
     "psycopg",
     "psycopg_pool",
+    "prometheus_client",
+    "waitress",
 )
 
 
@@ -63,6 +65,7 @@ def test_help_imports_no_heavy_library() -> None:
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "try:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
         "try:\n    main(['db', '--help'])\nexcept SystemExit:\n    pass\n"
+        "try:\n    main(['serve', '--help'])\nexcept SystemExit:\n    pass\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

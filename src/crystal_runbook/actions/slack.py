@@ -166,6 +166,9 @@ class Notify(Action):
     as Slack asks, so a `<!channel>` in a --reason pages nobody."""
     default_timeout = 20.0
     """Seconds a notification may hold a run up, retries included, before it is queued."""
+    recheck_on_resume = False
+    """A notice sent is not undone by another run, and the outbox that remembers it may be
+    another machine's (a `serve` replica that died): resume never calls it drift."""
 
     notifier: Notifier | None = None
     """Set by the service layer (``service.Workspace.registry``)."""

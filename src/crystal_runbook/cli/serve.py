@@ -1,4 +1,5 @@
-"""`serve`: the long-running process (the Slack app today), a thin shell over ``server``."""
+"""`serve`: the long-running process (Slack app, drill scheduler, watchers), a thin shell over
+``server``."""
 
 import sys
 from typing import Annotated
@@ -24,6 +25,20 @@ def serve_cmd(
             "--socket-mode", help="Slack app over Socket Mode (SLACK_APP_TOKEN), no public URL."
         ),
     ] = False,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler",
+            help="Run due drills (inventory/drills.yaml) on the replica that leads its Lease.",
+        ),
+    ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Watch the services of inventory/serve.yaml (auto-rollback), one leader each.",
+        ),
+    ] = False,
     grace: Annotated[
         str, typer.Option("--grace", help="After SIGTERM, how long running jobs may finish.")
     ] = "25s",
@@ -35,12 +50,18 @@ def serve_cmd(
         ),
     ] = "1m",
 ) -> None:
-    """Run the Slack app (/crystal slash commands) and GET /healthz until SIGTERM.
+    """Run the Slack app, the drill scheduler and the trigger watchers until SIGTERM.
+
+    Every replica serves Slack; the scheduler and each watcher of inventory/serve.yaml run on
+    one replica at a time (Kubernetes Lease leader election). HTTP: POST /slack/events,
+    GET /healthz, /readyz and /metrics. SIGTERM: no new work, Leases released, running jobs
+    get --grace to finish (else journalled interrupted; the next leader resumes them), exit 0.
 
     Secrets come from the environment only: SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN and,
-    with --socket-mode, SLACK_APP_TOKEN (or each one's *_FILE). See docs/slack.md.
+    with --socket-mode, SLACK_APP_TOKEN (or each one's *_FILE); CRYSTAL_DATABASE_URL for a
+    shared journal. See docs/slack.md and docs/operations.md.
 
-    Example: crystal-runbook serve --slack --port 3000
+    Example: crystal-runbook serve --slack --scheduler --watch --port 3000
     """
     opts = _common.options(ctx)
     with _common.handle_errors():
@@ -48,9 +69,11 @@ def serve_cmd(
         from crystal_runbook.engine import durations
         from crystal_runbook.server import app
 
-        if not (slack or socket_mode):
+        if not (slack or socket_mode or scheduler or watch):
             raise errors.InputError(
-                "nothing to serve", hint="add --slack (HTTP) or --socket-mode (Slack app)"
+                "nothing to serve",
+                hint="add --slack (HTTP) or --socket-mode (Slack app), --scheduler (drills), "
+                "--watch (the services of inventory/serve.yaml)",
             )
         seconds: dict[str, float] = {}
         for name, value in (("--grace", grace), ("--flush-interval", flush_interval)):
@@ -63,6 +86,8 @@ def serve_cmd(
             port=port,
             slack=slack,
             socket_mode=socket_mode,
+            scheduler=scheduler,
+            watch=watch,
             grace=seconds["--grace"],
             flush_interval=seconds["--flush-interval"],
         )

@@ -7,6 +7,8 @@ return the server's JSON as dicts, exactly what the server sent.
 
 - The kubeconfig is the target's `kubernetes.kubeconfig` (relative to the working directory),
   else `$KUBECONFIG`, else `~/.kube/config`; the context is the target's (else the current one).
+  Inside a pod (`KUBERNETES_SERVICE_HOST` set) with none of those, the pod's service account
+  is used (in-cluster configuration), as `serve` does when deployed with `deploy/`.
 - urllib3's own retries are off: ``Kube.json`` retries 429, 5xx and connection errors with
   exponential backoff and jitter (tenacity), honours Retry-After, and never waits past the
   step's deadline. Other 4xx are not retried; 409 is a ``ConflictError`` for the caller to
@@ -303,12 +305,20 @@ def connect(target: KubeTarget) -> Kube:
                 "inventory/services.yaml",
             )
         try:
-            kube_config.load_kube_config(  # type: ignore[no-untyped-call]  # untyped library
-                config_file=path,
-                context=target.context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
+            if in_cluster(path, target.context):
+                from kubernetes.config import incluster_config
+
+                shown = "the pod's service account"
+                incluster_config.load_incluster_config(  # type: ignore[no-untyped-call]  # untyped library
+                    client_configuration=configuration
+                )
+            else:
+                kube_config.load_kube_config(  # type: ignore[no-untyped-call]  # untyped library
+                    config_file=path,
+                    context=target.context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
         except ConfigException as exc:
             raise errors.ConfigurationError(
                 f"cannot use kubeconfig {shown}"
@@ -326,6 +336,14 @@ def connect(target: KubeTarget) -> Kube:
         kube = Kube(ApiClient(configuration))
         _CACHE[key] = kube
         return kube
+
+
+def in_cluster(path: str | None, context: str | None) -> bool:
+    """Whether to use the pod's service account: inside a pod, and no kubeconfig or context
+    was asked for and none exists at ``~/.kube/config``."""
+    if path is not None or context is not None or not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return False
+    return not Path("~/.kube/config").expanduser().exists()
 
 
 def close_all() -> None:

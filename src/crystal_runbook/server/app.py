@@ -1,12 +1,13 @@
 """`serve` put together: which components run, in which order, and the process's logging.
 
 ``build`` is the composition point (the list of components ``process.Server`` starts and
-stops). Today: the background worker, the HTTP server (``/healthz``), with ``slack`` the
-Slack app, and, while a Slack token is set, the outbox flush (every ``flush_interval``
-seconds what waits in the outbox, notifications and live progress states that Slack did
-not take, is delivered, oldest first, as `crystal-runbook outbox flush` does). Issue 15
-adds its components here (scheduler, watchers, ``/readyz``, ``/metrics``, leader
-election) without touching the others.
+stops): the background worker; with ``slack`` the Slack app; with ``scheduler`` and
+``watch`` the elected duties (``duties.Duties`` over ``service.duties``: the drill scheduler
+and one watcher per service of `inventory/serve.yaml`, each run by one leader among the
+replicas); while a Slack token is set, the outbox flush (every ``flush_interval`` seconds
+what waits in the outbox, notifications and live progress states that Slack did not take,
+is delivered, oldest first, as `crystal-runbook outbox flush` does); and the HTTP server
+with ``/healthz``, ``/readyz`` and ``/metrics``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from crystal_runbook.service import incidents
 from crystal_runbook.service.workspace import Workspace
 
 if TYPE_CHECKING:
+    from crystal_runbook.server.duties import Duties
+    from crystal_runbook.server.metrics import Metrics
+    from crystal_runbook.service.leader import Leadership
     from crystal_runbook.service.slack import SlackCommands
 
 
@@ -38,6 +42,10 @@ class ServeOptions:
     socket_mode: bool = False
     grace: float = 25.0
     """Seconds running jobs get after SIGTERM (Kubernetes' default grace is 30 s)."""
+    scheduler: bool = False
+    """Run due drills (`drill due --run`) while this replica leads the scheduler's Lease."""
+    watch: bool = False
+    """Watch the services of `inventory/serve.yaml`, each while leading its Lease."""
     flush_interval: float = 60.0
     """Seconds between two deliveries of what waits in the outbox (0: none); the first one
     right after the start."""
@@ -52,6 +60,8 @@ class Built:
     worker: Worker
     commands: SlackCommands | None = None
     components: list[Component] = field(default_factory=list)
+    metrics: Metrics | None = None
+    duties: Duties | None = None
 
 
 def build(ws: Workspace, options: ServeOptions) -> Built:
@@ -60,10 +70,29 @@ def build(ws: Workspace, options: ServeOptions) -> Built:
     Raises:
         errors.InputError: a setting, a secret or an inventory file is wrong (exit 2).
     """
+    from crystal_runbook.server.duties import Duties
+    from crystal_runbook.server.metrics import Metrics
+    from crystal_runbook.service import duties, probes, recovery
+
     worker = Worker()
     router = http.Router()
     server_http = http.HttpServer(router, host=options.host, port=options.port)
     components: list[Component] = [worker]
+    elected: list[Leadership] = []
+    metrics = Metrics(
+        read_run=ws.journal.get_run,
+        outbox_depth=lambda: probes.outbox_depth(ws),
+        leaderships=lambda: elected,
+    )
+    plan = duties.plan(
+        ws,
+        scheduler_on=options.scheduler,
+        watch_on=options.watch,
+        on_report=metrics.observe_rules,
+    )
+    elected += plan.leaderships
+    ws.observers = (*ws.observers, metrics.sink)
+    ws.origin = {**ws.origin, **recovery.origin(plan.identity, "slack")}
     commands = None
     if options.slack or options.socket_mode:
         from crystal_runbook.server import slack
@@ -75,14 +104,36 @@ def build(ws: Workspace, options: ServeOptions) -> Built:
             worker=worker,
             settings=SlackAppSettings.from_env(),
             socket_mode=options.socket_mode,
+            observe_ack=metrics.observe_ack,
         )
         components += found
+    campaigns = None
+    if plan.leaderships:
+        campaigns = Duties(plan.leaderships)
+        components.append(campaigns)
     if options.flush_interval > 0 and ws.notifier.settings.configured:
         components.append(outbox_flusher(ws, options.flush_interval))
     components.append(server_http)
-    router.mount("/healthz", http.healthz(lambda: [c.name for c in components]))
     server = Server(components, grace=options.grace)
-    return Built(server, server_http, worker, commands, components)
+
+    def problems() -> list[str]:
+        if server.stopping.is_set():
+            return ["stopping"]
+        found = [p for p in [probes.journal(ws)] if p]
+        seen = set()
+        for target in plan.clusters:
+            key = (target.kubeconfig, target.context)
+            if key not in seen:
+                seen.add(key)
+                problem = probes.cluster(target)
+                if problem:
+                    found.append(problem)
+        return found
+
+    router.mount("/healthz", http.healthz(lambda: [c.name for c in components]))
+    router.mount("/readyz", http.readyz(problems))
+    router.mount("/metrics", metrics.app())
+    return Built(server, server_http, worker, commands, components, metrics, campaigns)
 
 
 def outbox_flusher(ws: Workspace, interval: float) -> Periodic:
@@ -127,7 +178,14 @@ def setup_logging(redactor: Redactor, *, verbose: int) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
     quiet = logging.DEBUG if verbose >= 2 else logging.WARNING
-    for name in ("slack_bolt", "slack_sdk", "crystal_runbook.slack.bolt", "waitress", "urllib3"):
+    for name in (
+        "slack_bolt",
+        "slack_sdk",
+        "crystal_runbook.slack.bolt",
+        "waitress",
+        "urllib3",
+        "httpx",  # one line per scrape and health check
+    ):
         logging.getLogger(name).setLevel(quiet)
 
 
@@ -143,5 +201,9 @@ def serve(
         routes = ", ".join(sorted(built.http.router.routes))
         mode = " (Slack by Socket Mode)" if options.socket_mode else ""
         announce(f"crystal-runbook serve: listening on {where} ({routes}){mode}")
+        if built.duties is not None:
+            names = ", ".join(one.duty_name for one in built.duties.leaderships)
+            identity = built.duties.leaderships[0].election.identity
+            announce(f"crystal-runbook serve: replica {identity} campaigns for {names}")
 
     return built.server.run(ready=ready)

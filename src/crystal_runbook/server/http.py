@@ -5,9 +5,10 @@ years; its model (one listener thread, a pool of request threads) is the model o
 synchronous ``App`` and of our background worker, so nothing in `serve` is async. It
 installs no signal handlers of its own, so ``process.Server`` decides what SIGTERM does.
 
-Routes are plain WSGI applications by exact path. ``GET /healthz`` answers here (200 while
-the process serves); other components mount theirs (the Slack app mounts
-``POST /slack/events``; issue 15 adds ``/readyz`` and ``/metrics``).
+Routes are plain WSGI applications by exact path. ``GET /healthz`` (liveness: 200 while the
+process serves) and ``GET /readyz`` (readiness: the journal and the clusters answer) are
+here; other components mount theirs (the Slack app ``POST /slack/events``, ``metrics``
+``GET /metrics``).
 
 Stopping: the listening socket is closed first (no new requests), requests in flight get
 until the deadline to finish, then every connection is closed.
@@ -69,6 +70,29 @@ def healthz(components: Callable[[], list[str]]) -> WSGIApplication:
             return text_response(start_response, "405 Method Not Allowed", "use GET\n")
         body = json.dumps({"status": "ok", "components": components()})
         return text_response(start_response, "200 OK", body + "\n", content_type="application/json")
+
+    return app
+
+
+def readyz(check: Callable[[], list[str]], *, cache: float = 1.0) -> WSGIApplication:
+    """``GET /readyz``: 200 when ``check`` finds nothing wrong, else 503 with what is wrong.
+
+    ``check``'s answer is reused for ``cache`` seconds, so probes and scrapers cannot turn
+    into a load on the journal or the API servers.
+    """
+    lock = threading.Lock()
+    last: list[tuple[float, list[str]]] = []
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return text_response(start_response, "405 Method Not Allowed", "use GET\n")
+        with lock:
+            if not last or time.monotonic() - last[0][0] > cache:
+                last[:] = [(time.monotonic(), check())]
+            problems = last[0][1]
+        body = json.dumps({"status": "not ready" if problems else "ready", "problems": problems})
+        status = "503 Service Unavailable" if problems else "200 OK"
+        return text_response(start_response, status, body + "\n", content_type="application/json")
 
     return app
 

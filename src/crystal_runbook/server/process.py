@@ -1,10 +1,12 @@
 """Components started and stopped together, and the signal handling of `serve`.
 
 A component is anything with ``name``, ``start()`` and ``stop(deadline)``; ``Server``
-starts them in list order and, on SIGTERM or SIGINT, stops them in reverse order: the
-request listeners first (no new commands), the background worker last (running jobs get
-the rest of the grace period to finish, then are interrupted and journalled as such).
-`serve` then exits 0.
+starts them in list order and, on SIGTERM or SIGINT, first tells every component that has a
+``quiesce()`` to take no new work (at once: the elected duties stop starting runs and
+release their Leases), then stops them in reverse
+order: the request listeners first (no new commands), the background worker last (running
+jobs get the rest of the grace period to finish, then are interrupted and journalled as
+such). `serve` then exits 0.
 """
 
 from __future__ import annotations
@@ -84,8 +86,16 @@ class Server:
             raise
 
     def stop(self) -> None:
-        """Stop what was started, in reverse order, all within the grace period."""
+        """No new work anywhere, then stop what was started, in reverse order, all within
+        the grace period."""
         deadline = time.monotonic() + self.grace
+        for component in reversed(self.started):
+            quiesce = getattr(component, "quiesce", None)
+            if quiesce is not None:
+                try:
+                    quiesce()
+                except Exception:
+                    log.exception("quiescing %s failed", component.name)
         for component in reversed(self.started):
             try:
                 component.stop(deadline)

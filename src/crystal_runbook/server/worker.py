@@ -32,6 +32,14 @@ INTERRUPT_WAIT = 15.0
 """Seconds an interrupted job gets, after the grace period, to journal its interruption."""
 
 
+def interrupt(ident: int) -> None:
+    """Raise ``KeyboardInterrupt`` in the thread ``ident`` (at its next bytecode): a run there
+    is journalled `interrupted`, as after Ctrl-C in the CLI."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
+    )
+
+
 @dataclass
 class _Job:
     name: str
@@ -91,9 +99,8 @@ class Worker:
                 with self._lock:
                     self._running.pop(ident, None)
 
-    def stop(self, deadline: float) -> None:
-        """Take no more jobs, drop queued ones, let running ones finish until ``deadline``,
-        then interrupt those left and wait for them to journal it."""
+    def _refuse_new(self) -> None:
+        """Take no more jobs and drop the queued ones (nothing of theirs ran)."""
         self._accepting = False
         dropped = 0
         while True:
@@ -104,15 +111,18 @@ class Worker:
                 break
         if dropped:
             log.warning("%d queued job(s) dropped before they started", dropped)
+
+    def stop(self, deadline: float) -> None:
+        """Take no more jobs, drop queued ones, let running ones finish until ``deadline``,
+        then interrupt those left and wait for them to journal it."""
+        self._refuse_new()
         while self.running() and time.monotonic() < deadline:
             time.sleep(0.05)
         with self._lock:
             left = dict(self._running)
         for ident, name in left.items():
             log.warning("interrupting %s (the grace period is over)", name)
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
-            )
+            interrupt(ident)
         until = time.monotonic() + (INTERRUPT_WAIT if left else 0.0)
         while self.running() and time.monotonic() < until:
             time.sleep(0.05)

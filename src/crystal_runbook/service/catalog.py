@@ -66,6 +66,10 @@ def _validate_file(ws: Workspace, path: Path) -> None:
         from crystal_runbook.drills import loader as drills_loader
 
         drills_loader.parse(source, inventory=_inventory_beside(ws, path))
+    elif path.name == "serve.yaml":
+        from crystal_runbook.serving import loader as serve_loader
+
+        serve_loader.parse(source, inventory=_inventory_beside(ws, path))
     elif path.parent.resolve() == ws.inventory_dir.resolve():
         return  # other inventory files are validated by the features that own them
     else:

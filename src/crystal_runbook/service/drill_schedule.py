@@ -1,10 +1,11 @@
 """Drill schedules as use cases: `drill schedule` (with `--emit-cronjob`) and `drill due`.
 
-What is due is decided by ``drills.schedule`` alone (`serve --scheduler` will call the same
-``run_due``); this module feeds it the journal's last drill of each service and environment
-and, for `drill due --run`, holds a `drill-due/<service>/<env>` lock (this machine's and, for a
-cluster target, a Lease) while it decides again and starts the drill through
-``service.drills.run``, so two schedulers started at once run one drill.
+What is due is decided by ``drills.schedule`` alone (`serve --scheduler` calls the same
+``run_due``, from ``service.scheduler``); this module feeds it the journal's last drill of
+each service and environment and, for `drill due --run`, holds a
+`drill-due/<service>/<env>` lock (this machine's and, for a cluster target, a Lease) while
+it decides again and starts the drill through ``service.drills.run``, so two schedulers
+started at once run one drill.
 """
 
 from __future__ import annotations
@@ -144,6 +145,8 @@ def run_due(
     stopped = stop or threading.Event()
     outcomes: list[DueOutcome] = []
     for plan in planned(ws, now=now(), service=service, env=env, count=0):
+        if stopped.is_set():  # `serve` is stopping or lost its leadership: no new drill
+            break
         outcomes.append(
             _run_one(ws, plan, now=now, max_wait=max_wait, stop=stopped, progress=progress)
         )

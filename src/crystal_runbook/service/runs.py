@@ -57,7 +57,7 @@ def request(
         assume_yes=assume_yes,
         interactive=ws.interactive,
         drill=drill,
-        meta=dict(meta or {}),
+        meta={**ws.origin, **(meta or {})},
         redacted_params=params_mod.redact(loaded.runbook.params, typed),
     )
 

@@ -78,9 +78,13 @@ def watch(
     once: bool = False,
     stop: threading.Event | None = None,
     approve: Callable[[str], bool] | None = None,
+    incident: dict[str, Any] | None = None,
 ) -> Report:
     """Evaluate the service's rules every ``settings.interval`` (or once); returns the last
     report. A firing rollback rule runs `rollback` through ``run`` when auto-rollback is on.
+
+    ``incident``: an incident another process opened (``Watcher``'s); no second rollback
+    starts while it is open.
     """
     from crystal_runbook.triggers import evaluator, store
     from crystal_runbook.triggers import watch as watch_mod
@@ -112,5 +116,6 @@ def watch(
             approve=approve,
             state_path=store.path_for(ws.state_dir, service, bound.env),
             samples_path=store.samples_path(ws.state_dir, service, bound.env),
+            incident=incident,
         )
         return watcher.run(once=once, stop=stop, on_report=on_report)

@@ -96,6 +96,12 @@ class Workspace:
     )
     database_url: str | None = field(default_factory=journals.database_url, repr=False)
     """The PostgreSQL journal (``CRYSTAL_DATABASE_URL``), None for SQLite; a secret."""
+    observers: tuple[Sink, ...] = ()
+    """Sinks that see every run's events besides ``sink`` (`serve`'s /metrics); workspaces
+    derived for jobs and duties keep them."""
+    origin: dict[str, Any] = field(default_factory=dict)
+    """Metadata every run started through this workspace carries (`serve`: the replica and
+    duty that started it, so the next leader can resume it: ``service.recovery``)."""
 
     # -- wiring ------------------------------------------------------------------------------
 
@@ -185,11 +191,11 @@ class Workspace:
     def executor(
         self, request: executor_mod.Request | None = None, *, sinks: Sequence[Sink] = ()
     ) -> executor_mod.Executor:
-        """An executor for ``request`` whose events go to this workspace's sink and
-        ``sinks`` (a run's live progress message)."""
+        """An executor for ``request`` whose events go to this workspace's sink, its
+        observers and ``sinks`` (a run's live progress message)."""
         sink = self.sink
-        if sinks:
-            sink = fan_out([s for s in (self.sink, *sinks) if s is not None])
+        if sinks or self.observers:
+            sink = fan_out([s for s in (self.sink, *self.observers, *sinks) if s is not None])
         return executor_mod.Executor(
             registry=self.registry,
             journal=self.journal,

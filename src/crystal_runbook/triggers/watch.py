@@ -118,6 +118,7 @@ class Watcher:
         state_path: Path | None = None,
         samples_path: Path | None = None,
         clock: Callable[[], float] = time.time,
+        incident: dict[str, Any] | None = None,
     ) -> None:
         self.evaluator = evaluator
         self.settings = settings
@@ -128,7 +129,9 @@ class Watcher:
         self.samples_path = samples_path
         """Where the latest samples are kept for the next process (``store.samples_path``)."""
         self.clock = clock
-        self.incident: dict[str, Any] | None = None
+        self.incident: dict[str, Any] | None = incident
+        """The open incident (its rollback); given by the caller when another process
+        opened it (`serve`'s previous leader, from the journal), else from the saved state."""
         self.rollbacks: list[RollbackAttempt] = []
         self._previous: dict[str, str] = {}
         self._new_firing: set[str] = set()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from crystal_runbook.server import http
@@ -40,13 +41,25 @@ TICK_SECONDS = 5.0
 class SlackEndpoint:
     """``POST /slack/events``: the signature check, then Bolt."""
 
-    def __init__(self, app: App, secret: str) -> None:
+    def __init__(
+        self, app: App, secret: str, *, observe_ack: Callable[[float], None] | None = None
+    ) -> None:
         from slack_bolt.adapter.wsgi import SlackRequestHandler
 
         self.secret = secret
         self.handler = SlackRequestHandler(app, path=EVENTS_PATH)
+        self.observe_ack = observe_ack
+        """Called with the seconds from a request's arrival to its answer (/metrics)."""
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.observe_ack is None:
+            return self._answer(environ, start_response)
+        started = time.perf_counter()
+        answer = list(self._answer(environ, start_response))
+        self.observe_ack(time.perf_counter() - started)
+        return answer
+
+    def _answer(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
             return http.text_response(start_response, "405 Method Not Allowed", "use POST\n")
         try:
@@ -110,6 +123,7 @@ def components(
     worker: Worker,
     settings: SlackAppSettings,
     socket_mode: bool,
+    observe_ack: Callable[[float], None] | None = None,
 ) -> tuple[SlackCommands, list[Component]]:
     """The Slack app's components (and its use cases, for tests and benchmarks).
 
@@ -130,5 +144,7 @@ def components(
         found.append(SocketMode(app, settings))
     else:
         assert settings.signing_secret is not None  # noqa: S101 - checked by require()
-        router.mount(EVENTS_PATH, SlackEndpoint(app, settings.signing_secret))
+        router.mount(
+            EVENTS_PATH, SlackEndpoint(app, settings.signing_secret, observe_ack=observe_ack)
+        )
     return commands, found
