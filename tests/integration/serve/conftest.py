@@ -25,11 +25,11 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import REPO, fresh_postgres_journal
-from tests.postgres import Postgres
 
 from crystal_runbook import sandbox, service
 from crystal_runbook.engine import journal as journal_mod
+from tests.conftest import REPO, fresh_postgres_journal
+from tests.postgres import Postgres
 
 BIN = Path(sys.executable).parent
 LEASE_SECONDS = 4.0

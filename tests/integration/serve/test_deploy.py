@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.conftest import REPO
-from tests.integration.serve.conftest import BIN
 
 from crystal_runbook import sandbox
 from crystal_runbook.engine import inventory, yamlsource
 from crystal_runbook.serving import loader
+from tests.conftest import REPO
+from tests.integration.serve.conftest import BIN
 
 pytestmark = pytest.mark.integration
 

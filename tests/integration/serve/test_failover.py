@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 
 import pytest
+
+from crystal_runbook.engine import journal as journal_mod
 from tests.integration.serve.conftest import (
     GOOD_IMAGE,
     LEASE_SECONDS,
@@ -25,8 +27,6 @@ from tests.integration.serve.conftest import (
     slot_ago,
     wait_for,
 )
-
-from crystal_runbook.engine import journal as journal_mod
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,6 +13,9 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+
+from crystal_runbook.testing.slack_requests import SlackAppClient
+from crystal_runbook.testing.slack_server import SlackServer
 from tests.integration.serve.conftest import (
     GOOD_IMAGE,
     SCHEDULER_LEASE,
@@ -23,9 +26,6 @@ from tests.integration.serve.conftest import (
     slot_ago,
     wait_for,
 )
-
-from crystal_runbook.testing.slack_requests import SlackAppClient
-from crystal_runbook.testing.slack_server import SlackServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
