@@ -207,7 +207,7 @@ class TestAMessageOfOurOwn:
     def test_a_runbook_without_an_announcement_gets_one_message_and_its_result(
         self, stack: Stack
     ) -> None:
-        """`scale` (no announcement in scale-up.yaml) with a token: crystal-runbook posts one
+        """`scale` (no announcement in scale.yaml) with a token: crystal-runbook posts one
         message in the service's channel, keeps it updated, and says the result in its thread."""
         done = cli(stack, "scale", "maia", "--replicas", "4", "-o", "json")
         assert done.returncode == 0, done.stdout + done.stderr
@@ -215,7 +215,7 @@ class TestAMessageOfOurOwn:
         top = [m for m in stack.slack.posted(CHANNEL) if m.thread_ts is None]
         assert len(top) == 1, [m.text for m in top]
         own = top[0]
-        assert own.text.startswith(":arrow_forward: `scale-up` of *maia* in *sandbox* started by")
+        assert own.text.startswith(":arrow_forward: `scale` of *maia* in *sandbox* started by")
         assert own.metadata
         assert own.metadata["event_payload"]["step_id"] == "_live"
         assert "*Done* in" in own.updates[-1]["text"]
