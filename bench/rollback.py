@@ -16,12 +16,14 @@ that the load of a shared machine falls on both sides alike:
 
 Per kind it prints medians of: wall time from spawn to exit, spawn to the PATCH of the
 Deployment (the sandbox's request log), Kubernetes API requests (all, and before the PATCH),
-health/metrics probes, and peak RSS of the process (``wait4``; kubectl's is the largest of its
-invocations). Then the ratio ours/kubectl and, for ours, where the time went (the journal's
-step times).
+health/metrics probes, peak RSS of the process (``wait4``; kubectl's is the largest of its
+invocations) and its CPU time (user + system; on a shared machine it moves less with the
+load than wall time). Then the ratio ours/kubectl and, for ours, where the time went (the
+journal's step times).
 
 Run: .venv/bin/python bench/rollback.py [--rounds 5] [--ready-delay 0.5 1] [--set-env]
-     [--repo DIR]   (another checkout with its own .venv: its code, runbooks and inventory)
+     [--repo DIR]       (another checkout with its own .venv: its code, runbooks and inventory)
+     [--baseline DIR]   (a second checkout timed in the same alternation: before and after)
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class Sample:
     api_before_patch: int
     probes: int
     rss_mb: float
+    cpu: float
     phases: dict[str, float] = field(default_factory=dict)
 
 
@@ -67,8 +70,8 @@ def epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def spawn(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float]:
-    """Run ``argv``; (wall seconds, spawn time since the epoch, peak RSS in MB)."""
+def spawn(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, float, float]:
+    """Run ``argv``; (wall seconds, spawn time since the epoch, peak RSS in MB, CPU seconds)."""
     spawned = time.time()
     started = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
@@ -79,7 +82,7 @@ def spawn(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float
     stderr = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv[-3:])} exited {proc.returncode}:\n{stderr[-3000:]}")
-    return took, spawned, usage.ru_maxrss / 1024
+    return took, spawned, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def shipped_inventory(repo: Path, root: Path, sb: Any) -> None:
@@ -139,7 +142,24 @@ def phases(bin_dir: Path, env: dict[str, str], cwd: Path, spawned: float, wall: 
     return found
 
 
-def round_(kind: str, ready_delay: float, repo: Path, bin_dir: Path) -> Sample:
+@dataclass(frozen=True)
+class Checkout:
+    """A crystal-runbook to measure: its runbooks and inventory, and its .venv's bin."""
+
+    repo: Path
+    bin_dir: Path
+
+    @classmethod
+    def of(cls, repo: Path) -> Checkout:
+        repo = repo.resolve()
+        here = repo == REPO
+        return cls(repo, Path(sys.executable).parent if here else repo / ".venv/bin")
+
+
+def round_(kind: str, ready_delay: float, checkouts: dict[str, Checkout]) -> Sample:
+    ours = kind in ("ours", "before")
+    checkout = checkouts["before" if kind == "before" else "ours"]
+    repo, bin_dir = checkout.repo, checkout.bin_dir
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         with sandbox.start(root / ".crystal", ready_delay=ready_delay) as sb:
@@ -154,8 +174,8 @@ def round_(kind: str, ready_delay: float, repo: Path, bin_dir: Path) -> Sample:
                            stdout=subprocess.DEVNULL)  # warm kubectl's discovery cache
             before = len(sb.requests())
             found: dict[str, float] = {}
-            if kind == "ours":
-                wall, spawned, rss = spawn(
+            if ours:
+                wall, spawned, rss, cpu = spawn(
                     [str(bin_dir / "crystal-runbook"), "--runbooks", str(repo / "runbooks"),
                      "rollback", "maia", "--yes"], env, root)
                 charts = list((root / ".crystal/incidents").glob("*.png"))
@@ -167,14 +187,14 @@ def round_(kind: str, ready_delay: float, repo: Path, bin_dir: Path) -> Sample:
                                   "CRYSTAL_MODE=legacy"])
                 argvs.append([*kubectl, "rollout", "status", "deployment/maia",
                               "--timeout=120s"])
-                spawned, wall, rss = time.time(), 0.0, 0.0
+                spawned, wall, rss, cpu = time.time(), 0.0, 0.0, 0.0
                 for argv in argvs:
-                    took, _, peak = spawn(argv, env, root)
-                    wall, rss = wall + took, max(rss, peak)
+                    took, _, peak, used = spawn(argv, env, root)
+                    wall, rss, cpu = wall + took, max(rss, peak), cpu + used
             to_patch, api, api_before, probes = count(sb.requests()[before:], spawned)
-            if kind == "ours":
+            if ours:
                 found = phases(bin_dir, env, root, spawned, wall)
-            return Sample(wall, to_patch, api, api_before, probes, rss, found)
+            return Sample(wall, to_patch, api, api_before, probes, rss, cpu, found)
 
 
 def med(values: list[float | None]) -> float:
@@ -187,8 +207,10 @@ def load() -> str:
     return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
-def bench(ready_delay: float, rounds: int, kinds: list[str], repo: Path, bin_dir: Path) -> None:
+def bench(ready_delay: float, rounds: int, kinds: list[str], checkouts: dict[str, Checkout]
+          ) -> None:
     labels = {"ours": "crystal-runbook rollback (verified)",
+              "before": "  the same, --baseline checkout",
               "kubectl": "kubectl rollout undo + rollout status",
               "kubectl-set-env": "kubectl undo + set env + rollout status"}
     print(f"\nready delay {ready_delay:g} s, 3 replicas, {rounds} rounds per kind, alternating "
@@ -197,9 +219,9 @@ def bench(ready_delay: float, rounds: int, kinds: list[str], repo: Path, bin_dir
     for i in range(rounds):
         order = kinds if i % 2 == 0 else kinds[::-1]
         for kind in order:
-            results[kind].append(round_(kind, ready_delay, repo, bin_dir))
+            results[kind].append(round_(kind, ready_delay, checkouts))
     print(f"  {'':<40} {'median':>8} {'min':>6} {'max':>6} {'to PATCH':>9} {'API req':>8} "
-          f"{'before':>7} {'probes':>7} {'peak RSS':>9}")
+          f"{'before':>7} {'probes':>7} {'peak RSS':>9} {'CPU':>6}")
     for kind in kinds:
         samples = results[kind]
         walls = [s.wall for s in samples]
@@ -207,14 +229,15 @@ def bench(ready_delay: float, rounds: int, kinds: list[str], repo: Path, bin_dir
               f"{med([s.to_patch for s in samples]):8.3f}s {med([s.api for s in samples]):8.0f} "
               f"{med([s.api_before_patch for s in samples]):7.0f} "
               f"{med([s.probes for s in samples]):7.0f} "
-              f"{med([s.rss_mb for s in samples]):7.1f}MB")
-    ours = med([s.wall for s in results["ours"]])
-    for kind in kinds[1:]:
-        print(f"  ratio ours / {kind}: {ours / med([s.wall for s in results[kind]]):.2f}")
-    print("  where our time went (medians):")
-    names = list(results["ours"][0].phases)
-    for name in names:
-        print(f"    {name:<38} {med([s.phases.get(name) for s in results['ours']]):6.3f}s")
+              f"{med([s.rss_mb for s in samples]):7.1f}MB {med([s.cpu for s in samples]):5.2f}s")
+    for mine in [k for k in ("ours", "before") if k in kinds]:
+        wall = med([s.wall for s in results[mine]])
+        for kind in [k for k in kinds if k.startswith("kubectl")]:
+            print(f"  ratio {mine} / {kind}: {wall / med([s.wall for s in results[kind]]):.2f}")
+    for mine in [k for k in ("ours", "before") if k in kinds]:
+        print(f"  where the time went, {mine} (medians):")
+        for name in results[mine][0].phases:
+            print(f"    {name:<38} {med([s.phases.get(name) for s in results[mine]]):6.3f}s")
     print(f"  ({load()} at end)")
 
 
@@ -226,13 +249,19 @@ def main() -> None:
                         help="also time kubectl undo + set env + rollout status")
     parser.add_argument("--repo", type=Path, default=REPO,
                         help="checkout to measure (its .venv, runbooks and inventory)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout timed in the same alternation (before/after)")
     args = parser.parse_args()
-    repo = args.repo.resolve()
-    bin_dir = repo / ".venv/bin" if args.repo != REPO else Path(sys.executable).parent
-    kinds = ["ours", "kubectl"] + (["kubectl-set-env"] if args.set_env else [])
-    print(f"rollback of maia on the sandbox: {repo} ({bin_dir / 'crystal-runbook'})")
+    checkouts = {"ours": Checkout.of(args.repo)}
+    kinds = ["ours"]
+    if args.baseline is not None:
+        checkouts["before"] = Checkout.of(args.baseline)
+        kinds.append("before")
+    kinds += ["kubectl"] + (["kubectl-set-env"] if args.set_env else [])
+    for name, checkout in checkouts.items():
+        print(f"{name}: {checkout.repo} ({checkout.bin_dir / 'crystal-runbook'})")
     for delay in args.ready_delay:
-        bench(delay, args.rounds, kinds, repo, bin_dir)
+        bench(delay, args.rounds, kinds, checkouts)
 
 
 if __name__ == "__main__":
