@@ -119,16 +119,7 @@ def build(ws: Workspace, options: ServeOptions) -> Built:
     def problems() -> list[str]:
         if server.stopping.is_set():
             return ["stopping"]
-        found = [p for p in [probes.journal(ws)] if p]
-        seen = set()
-        for target in plan.clusters:
-            key = (target.kubeconfig, target.context)
-            if key not in seen:
-                seen.add(key)
-                problem = probes.cluster(target)
-                if problem:
-                    found.append(problem)
-        return found
+        return probes.readiness(ws, plan.clusters)
 
     router.mount("/healthz", http.healthz(lambda: [c.name for c in components]))
     router.mount("/readyz", http.readyz(problems))

@@ -11,6 +11,7 @@ Each probe is bounded (``TIMEOUT``) and returns the problem as text, or None whe
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from crystal_runbook import errors
@@ -48,6 +49,22 @@ def cluster(target: KubeTarget) -> str | None:
     except errors.CrystalError as exc:
         return f"kubernetes ({target.where}): {exc.message}"
     return None
+
+
+def readiness(ws: Workspace, clusters: Sequence[KubeTarget]) -> list[str]:
+    """What keeps this replica from being ready (`/readyz`): the journal, then each distinct
+    cluster (kubeconfig and context) once; empty when all answer."""
+    found = [p for p in [journal(ws)] if p]
+    seen: set[tuple[str | None, str | None]] = set()
+    for target in clusters:
+        key = (target.kubeconfig, target.context)
+        if key in seen:
+            continue
+        seen.add(key)
+        problem = cluster(target)
+        if problem:
+            found.append(problem)
+    return found
 
 
 def outbox_depth(ws: Workspace) -> int:

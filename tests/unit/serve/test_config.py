@@ -126,3 +126,50 @@ def test_validate_reports_serve_yaml(workspace: service.Workspace) -> None:
     (workspace.inventory_dir / "serve.yaml").write_text("watch:\n  - {service: maia, env: prod}\n")
     _, found = service.catalog.validate(workspace)
     assert [str(p).split("inventory/")[-1][:12] for p in found] == ["serve.yaml:2"]
+
+
+class TestPlanRefusals:
+    """serve refuses to start (exit 2) when a duty cannot be done, saying what to add."""
+
+    def test_watch_without_services(self, workspace: service.Workspace) -> None:
+        """--watch with nothing listed in serve.yaml."""
+        from crystal_runbook.service import duties
+
+        with pytest.raises(errors.ConfigurationError) as caught:
+            duties.plan(workspace, scheduler_on=False, watch_on=True)
+        assert caught.value.exit_code == 2
+        assert "nothing to watch" in caught.value.message
+        assert "watch:" in str(caught.value.hint)
+
+    def test_scheduler_without_a_place_for_its_lease(
+        self, workspace: service.Workspace, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """--scheduler outside a pod needs leader_election.kubernetes."""
+        from crystal_runbook.service import duties
+
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        with pytest.raises(errors.ConfigurationError) as caught:
+            duties.plan(workspace, scheduler_on=True, watch_on=False)
+        assert "needs a place for its Lease" in caught.value.message
+
+    def test_leases_are_named_per_duty(self, workspace: service.Workspace) -> None:
+        """One Leadership per duty, its Lease named after it, one identity for the replica."""
+        from crystal_runbook.service import duties
+
+        (workspace.inventory_dir / "services.yaml").write_text(
+            "services:\n  maia:\n    environments:\n"
+            "      sandbox: {kubernetes: {deployment: maia, namespace: crystal}}\n"
+        )
+        (workspace.inventory_dir / "serve.yaml").write_text(
+            "leader_election: {kubernetes: {namespace: ops, kubeconfig: '{state_dir}/kc'}}\n"
+            "watch:\n  - {service: maia, env: sandbox}\n"
+        )
+        plan = duties.plan(workspace, scheduler_on=True, watch_on=True, identity="r1")
+        names = [(lead.duty_name, lead.election.name) for lead in plan.leaderships]
+        assert names == [
+            ("scheduler", "crystal-runbook-serve-scheduler"),
+            ("watch/maia/sandbox", "crystal-runbook-serve-watch-maia-sandbox"),
+        ]
+        assert {lead.election.identity for lead in plan.leaderships} == {"r1"}
+        assert [c.namespace for c in plan.clusters] == ["ops", "crystal"]
+        assert plan.clusters[0].kubeconfig == f"{workspace.state_dir.resolve()}/kc"
