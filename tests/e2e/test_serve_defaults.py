@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from crystal_runbook.testing.slack_requests import SlackAppClient
 from crystal_runbook.testing.slack_server import SlackServer
+from tests.conftest import Cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -97,3 +98,31 @@ def test_serve_slack_scheduler_watch_on_the_embedded_defaults(tmp_path: Path) ->
     finally:
         cli("sandbox", "down")
         slack.stop()
+
+
+class TestBadInput:
+    """serve refuses to start on bad input, with exit 2 and what to fix, before listening."""
+
+    def test_nothing_to_serve(self, cli: Cli) -> None:
+        """No duty asked for."""
+        out = cli("serve", "--port", "0")
+        assert out.returncode == 2
+        assert "nothing to serve" in out.stderr
+        assert "--scheduler" in out.stderr
+
+    def test_broken_serve_yaml(self, cli: Cli) -> None:
+        """A serve.yaml mistake is reported with file:line:column."""
+        cli.write(
+            "inventory/services.yaml",
+            """
+            services:
+              maia:
+                environments:
+                  sandbox: {kubernetes: {deployment: maia}}
+            """,
+        )
+        cli.write("inventory/serve.yaml", "watch:\n  - {service: maia, env: sandbox, interval: soon}\n")
+        out = cli("serve", "--watch", "--port", "0")
+        assert out.returncode == 2, out.stderr
+        assert "inventory/serve.yaml:2:" in out.stderr
+        assert "listening" not in out.stderr
