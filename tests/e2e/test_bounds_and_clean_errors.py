@@ -88,6 +88,23 @@ class TestCleanErrors:
         assert code == 2
         assert "File name too long" in out
 
+    def test_a_kubeconfig_that_is_a_plain_string(self, cli: Cli) -> None:
+        """`rollback` with a kubeconfig whose YAML is a string: exit 2 naming the file and
+        what is wrong with it, and no run in the journal."""
+        kubeconfig = cli.write("kubeconfig", '"just a string"\n')
+        cli.write(
+            "inventory/services.yaml",
+            SERVICES.replace("local", "staging").replace(
+                "deployment: maia}", f"deployment: maia, kubeconfig: '{kubeconfig}'}}"
+            ),
+        )
+        code, out = run(cli, "rollback", "maia", "--yes")
+        assert code == 2, out
+        assert f"kubeconfig {kubeconfig} is not a kubeconfig" in out
+        assert "its YAML is a string ('just a string'), not a mapping" in out
+        assert "unexpected" not in out
+        assert journalled(cli) == 0
+
     def test_a_runaway_template_stops_at_once(self, shipped: Cli) -> None:
         """`plan` of a template with range(10**9): exit 2 at its file:line:column."""
         shipped.write(

@@ -332,6 +332,14 @@ def connect(target: KubeTarget) -> Kube:
                 f"cannot read kubeconfig {shown}: {exc.strerror}",
                 hint="set KUBECONFIG or the target's kubernetes.kubeconfig",
             ) from None
+        except Exception as exc:  # noqa: BLE001 - the library fails on a malformed file with
+            # whatever Python raises first (TypeError, AttributeError, a YAML error...)
+            raise errors.ConfigurationError(
+                f"kubeconfig {shown} is not a kubeconfig: {_malformed(path, exc)}",
+                hint="point the target's kubernetes.kubeconfig (or KUBECONFIG) at a kubeconfig: "
+                "a YAML mapping with clusters, contexts and users (`kubectl config view` "
+                "shows one)",
+            ) from None
         configuration.retries = False  # ours: bounded by the step's deadline
         kube = Kube(ApiClient(configuration))
         _CACHE[key] = kube
@@ -344,6 +352,33 @@ def in_cluster(path: str | None, context: str | None) -> bool:
     if path is not None or context is not None or not os.environ.get("KUBERNETES_SERVICE_HOST"):
         return False
     return not Path("~/.kube/config").expanduser().exists()
+
+
+def _malformed(path: str | None, exc: Exception) -> str:
+    """What is wrong with a kubeconfig the client library could not load, in words.
+
+    Read again only on this failure path: the YAML does not parse, or its top level is not
+    a mapping, or one of its entries has the wrong shape (the library's own words then).
+    """
+    import yaml
+
+    if isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        return f"its YAML does not parse ({problem}{where})"
+    candidate = Path(path) if path else Path.home() / ".kube" / "config"
+    try:
+        document = yaml.safe_load(candidate.read_text(encoding="utf-8", errors="replace"))
+    except (OSError, yaml.YAMLError):  # several files in KUBECONFIG, or gone meanwhile
+        document = {}
+    if not isinstance(document, Mapping):
+        shown = repr(document)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        kind = {str: "a string", list: "a list", bool: "a boolean", int: "a number"}
+        what = next((v for t, v in kind.items() if isinstance(document, t)), "a plain value")
+        return f"its YAML is {what} ({shown}), not a mapping of clusters, contexts and users"
+    return f"an entry has the wrong shape ({type(exc).__name__}: {str(exc)[:200]})"
 
 
 def close_all() -> None:
