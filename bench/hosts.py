@@ -136,6 +136,7 @@ class Bench:
         env = {
             **self.env,
             "ANSIBLE_HOME": str(home),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(home / "cp"),
             "ANSIBLE_PIPELINING": "True",
             "ANSIBLE_HOST_KEY_CHECKING": "True",
             "ANSIBLE_SSH_ARGS": "-C -o ControlMaster=auto -o ControlPersist=60s "

@@ -5,7 +5,7 @@ must be in the configured known_hosts file, a key that differs from the recorded
 refused as a mismatch, and new keys are appended to the file only where ``HostsConfig``
 allows it (the `sandbox` environment).
 
-Every paramiko, invoke and socket error is translated into the project's tree in one place
+Every paramiko and socket error is translated into the project's tree in one place
 (``translate``): refused connections and timeouts are temporary, authentication and host-key
 problems permanent, each message naming the host, its address and what to do.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import shlex
 import socket
 import threading
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from crystal_runbook import errors
+from crystal_runbook.hosts import shell as shell_mod
 from crystal_runbook.hosts.config import HostsConfig
 from crystal_runbook.hosts.inventory import Host
 
@@ -89,6 +89,7 @@ class Pool:
         self.config = config
         self.connect_timeout = connect_timeout
         self._connections: dict[str, fabric.Connection] = {}
+        self._shells: dict[str, shell_mod.Shell] = {}
         self._lock = threading.Lock()
         self.last_used = time.monotonic()
 
@@ -134,17 +135,41 @@ class Pool:
             conn.open()
         return conn
 
-    def drop(self, host: Host) -> None:
-        """Forget (and close) ``host``'s connection, e.g. after it failed."""
+    def shell(self, host: Host) -> shell_mod.Shell:
+        """The long-lived shell on ``host`` (its connection and session opened on first use).
+
+        Raises:
+            errors.ActionError: as ``translate`` says.
+        """
         with self._lock:
+            found = self._shells.get(host.name)
+        if found is not None:
+            return found
+        conn = self.connection(host)
+        with translate(host, self.config):
+            opened = shell_mod.Shell(conn.create_session())
+        with self._lock:
+            self._shells[host.name] = opened
+        return opened
+
+    def drop(self, host: Host) -> None:
+        """Forget (and close) ``host``'s shell and connection, e.g. after a failure."""
+        with self._lock:
+            found = self._shells.pop(host.name, None)
             conn = self._connections.pop(host.name, None)
+        if found is not None:
+            found.close()
         if conn is not None:
             _close(conn)
 
     def close(self) -> None:
         with self._lock:
+            shells = list(self._shells.values())
             conns = list(self._connections.values())
+            self._shells.clear()
             self._connections.clear()
+        for found in shells:
+            found.close()
         for conn in conns:
             _close(conn)
 
@@ -164,28 +189,38 @@ def run(
 ) -> CommandResult:
     """Run ``command`` (a shell command line) on ``host`` within ``timeout`` seconds.
 
-    ``env`` is exported before the command, each value shell-quoted.
+    It runs in the host's long-lived shell (``hosts.shell``); ``env`` is exported first,
+    each value shell-quoted.
 
     Raises:
         errors.ActionError: the host could not be reached or the command timed out.
     """
     started = time.monotonic()
-    line = command
-    if env:
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        line = f"export {exports}\n{command}"
-    conn = pool.connection(host)
-    remaining = max(1.0, timeout - (time.monotonic() - started))
+    where = host.where
     try:
+        found = pool.shell(host)
+        remaining = max(1.0, timeout - (time.monotonic() - started))
         with translate(host, pool.config, timeout=timeout):
-            result = conn.run(line, hide=True, warn=True, timeout=remaining, in_stream=False)
+            output = found.run(command, timeout=remaining, env=env, limit=OUTPUT_LIMIT)
+    except shell_mod.ShellTimeout:
+        pool.drop(host)
+        raise errors.TemporaryActionError(
+            f"{where}: the command did not finish within {timeout:g}s",
+            hint="raise `host_timeout` of the step or look at the host",
+        ) from None
+    except shell_mod.ShellGone:
+        pool.drop(host)
+        raise errors.TemporaryActionError(
+            f"{where}: the connection closed while the command ran",
+            hint="check the host; `resume` runs the check again on every host",
+        ) from None
     except errors.ActionError:
         pool.drop(host)
         raise
     return CommandResult(
-        exit_code=int(result.exited),
-        stdout=str(result.stdout)[-OUTPUT_LIMIT:],
-        stderr=str(result.stderr)[-OUTPUT_LIMIT:],
+        exit_code=output.exit_code,
+        stdout=output.stdout,
+        stderr=output.stderr,
         seconds=time.monotonic() - started,
     )
 
@@ -251,8 +286,7 @@ def probe_host_key(host: Host, config: HostsConfig, *, timeout: float = 10.0) ->
 
 @contextmanager
 def translate(host: Host, config: HostsConfig, *, timeout: float | None = None) -> Iterator[None]:
-    """Turn paramiko, invoke and socket errors into ``errors.ActionError`` for ``host``."""
-    import invoke
+    """Turn paramiko and socket errors into ``errors.ActionError`` for ``host``."""
     import paramiko
 
     where = host.where
@@ -276,11 +310,6 @@ def translate(host: Host, config: HostsConfig, *, timeout: float | None = None) 
             f"{where}: connection refused (is sshd running and the port right?)",
             hint="start the host or fix ansible_host/ansible_port; `allow_failures` tolerates "
             "hosts that are down",
-        ) from None
-    except invoke.exceptions.CommandTimedOut:
-        raise errors.TemporaryActionError(
-            f"{where}: the command did not finish within {timeout:g}s",
-            hint="raise the step's `timeout` (per host) or look at the host",
         ) from None
     except socket.gaierror as exc:
         raise errors.PermanentActionError(
