@@ -23,7 +23,7 @@ one-step runbook: check mode, apply on the hosts that need it, check-mode verifi
 the same three `ansible-playbook` runs by hand (`--check --diff`, the real run, `--check`),
 and beside the single real run an engineer would type. Overhead = step - the three by hand.
 
-Run: .venv/bin/python bench/hosts.py [--rounds 3] [--hosts 20] [--skip-playbook]
+Run: .venv/bin/python bench/hosts.py [--rounds 3] [--hosts 20] [--parts 1,2]
 """
 
 from __future__ import annotations
@@ -206,11 +206,67 @@ def alternate(rounds: int, kinds: dict[str, Callable[[], float]]) -> dict[str, l
     return found
 
 
+Fresh = Callable[..., Callable[[], float]]
+"""Wraps a measurement so that the hosts are put on a release (not timed) before it."""
+
+
+def part1(bench: Bench, rounds: int, hosts: int, fresh: Fresh) -> None:
+    """The symlink rollback: ssh.run beside ansible-playbook -f 10."""
+    playbook = bench.root / "switch.yml"
+    found = alternate(
+        rounds,
+        {
+            "ours": fresh(lambda: bench.ours("switch")),
+            "ours-noop": fresh(lambda: bench.ours("switch"), "1.4.1"),
+            "ansible": fresh(lambda: bench.ansible(playbook)),
+            "ansible-noop": fresh(lambda: bench.ansible(playbook), "1.4.1"),
+        },
+    )
+    print(f"\n1. symlink rollback on {hosts} hosts, concurrency 10 ({load()})")
+    base = median(found["ansible"])
+    line("ansible-playbook -f 10 (file module, state=link)", found["ansible"])
+    line("crystal-runbook ssh.run (check, command, verify)", found["ours"], base)
+    noop = median(found["ansible-noop"])
+    line("ansible-playbook -f 10, nothing to change", found["ansible-noop"])
+    line("crystal-runbook ssh.run, nothing to change", found["ours-noop"], noop)
+    print(f"  ours / ansible: {median(found['ours']) / base:.2f} (target <= 0.5)")
+
+
+def part2(bench: Bench, rounds: int, hosts: int, fresh: Fresh) -> None:
+    """The ansible.playbook step beside the same playbook runs by hand."""
+    rollback = REPO / "playbooks" / "rollback.yml"
+    found = alternate(
+        rounds,
+        {
+            "step": fresh(lambda: bench.ours("playbook")),
+            "hand-check": fresh(lambda: bench.ansible(rollback, "--check", "--diff")),
+            "hand-apply": fresh(lambda: bench.ansible(rollback)),
+            "hand-verify": fresh(lambda: bench.ansible(rollback, "--check"), "1.4.1"),
+        },
+    )
+    print(f"\n2. ansible.playbook (playbooks/rollback.yml) on {hosts} hosts ({load()})")
+    apply_ = median(found["hand-apply"])
+    by_hand = [
+        c + a + v
+        for c, a, v in zip(
+            found["hand-check"], found["hand-apply"], found["hand-verify"], strict=True
+        )
+    ]
+    line("ansible-playbook by hand: the real run", found["hand-apply"])
+    line("by hand: --check --diff, the run, --check", by_hand, apply_)
+    line("crystal-runbook ansible.playbook step", found["step"], apply_)
+    overhead = median(found["step"]) - median(by_hand)
+    print(
+        f"  overhead of the step over the same three runs by hand: {overhead:+.2f} s "
+        f"({overhead / median(by_hand) * 100:+.0f} %)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hosts", type=int, default=20)
-    parser.add_argument("--skip-playbook", action="store_true", help="only part 1")
+    parser.add_argument("--parts", default="1,2", help="which parts: 1, 2 or 1,2")
     options = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="crystal-bench-hosts-"))
     bench = Bench(root, options.hosts)
@@ -224,53 +280,11 @@ def main() -> None:
 
             return call
 
-        playbook = root / "switch.yml"
-        part1 = alternate(
-            options.rounds,
-            {
-                "ours": fresh(lambda: bench.ours("switch")),
-                "ours-noop": fresh(lambda: bench.ours("switch"), "1.4.1"),
-                "ansible": fresh(lambda: bench.ansible(playbook)),
-                "ansible-noop": fresh(lambda: bench.ansible(playbook), "1.4.1"),
-            },
-        )
-        print(f"\n1. symlink rollback on {options.hosts} hosts, concurrency 10 ({load()})")
-        base = median(part1["ansible"])
-        line("ansible-playbook -f 10 (file module, state=link)", part1["ansible"])
-        line("crystal-runbook ssh.run (check, command, verify)", part1["ours"], base)
-        noop = median(part1["ansible-noop"])
-        line("ansible-playbook -f 10, nothing to change", part1["ansible-noop"])
-        line("crystal-runbook ssh.run, nothing to change", part1["ours-noop"], noop)
-        print(f"  ours / ansible: {median(part1['ours']) / base:.2f} (target <= 0.5)")
-
-        if options.skip_playbook:
-            return
-        rollback = REPO / "playbooks" / "rollback.yml"
-        part2 = alternate(
-            options.rounds,
-            {
-                "step": fresh(lambda: bench.ours("playbook")),
-                "hand-check": fresh(lambda: bench.ansible(rollback, "--check", "--diff")),
-                "hand-apply": fresh(lambda: bench.ansible(rollback)),
-                "hand-verify": fresh(lambda: bench.ansible(rollback, "--check"), "1.4.1"),
-            },
-        )
-        print(f"\n2. ansible.playbook (playbooks/rollback.yml) on {options.hosts} hosts ({load()})")
-        apply_ = median(part2["hand-apply"])
-        by_hand = [
-            c + a + v
-            for c, a, v in zip(
-                part2["hand-check"], part2["hand-apply"], part2["hand-verify"], strict=True
-            )
-        ]
-        line("ansible-playbook by hand: the real run", part2["hand-apply"])
-        line("by hand: --check --diff, the run, --check", by_hand, apply_)
-        line("crystal-runbook ansible.playbook step", part2["step"], apply_)
-        overhead = median(part2["step"]) - median(by_hand)
-        print(
-            f"  overhead of the step over the same three runs by hand: {overhead:+.2f} s "
-            f"({overhead / median(by_hand) * 100:+.0f} %)"
-        )
+        parts = {p.strip() for p in options.parts.split(",")}
+        if "1" in parts:
+            part1(bench, options.rounds, options.hosts, fresh)
+        if "2" in parts:
+            part2(bench, options.rounds, options.hosts, fresh)
     finally:
         bench.close()
         shutil.rmtree(root, ignore_errors=True)

@@ -19,6 +19,7 @@ or an unusable key file is an error before any command runs anywhere.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -143,6 +144,8 @@ class SshRun(Action):
 
     def __init__(self) -> None:
         self._pools: dict[tuple[str, str], ssh_mod.Pool] = {}
+        """Open connections by (run, step): the preflight's serve the step's check."""
+        self._lock = threading.Lock()
 
     def warm(self) -> None:
         import fabric  # noqa: F401 - about 150 ms of import, off the critical path
@@ -162,19 +165,24 @@ class SshRun(Action):
                 f"{config.inventory}; nothing was run",
             )
         key = (ctx.run_id, ctx.step_id)
-        for other in [k for k in self._pools if k != key]:
-            self._pools.pop(other).close()
-        pool = self._pools.get(key)
-        if pool is None or pool.config != config:
-            if pool is not None:
-                pool.close()
-            pool = self._pools[key] = ssh_mod.Pool(
-                config, connect_timeout=min(10.0, args.host_timeout)
-            )
+        stale: list[ssh_mod.Pool] = []
+        with self._lock:  # the preflight checks steps on several threads at once
+            for other in [k for k in self._pools if k[0] != ctx.run_id]:
+                stale.append(self._pools.pop(other))  # another run's: it has ended
+            pool = self._pools.get(key)
+            if pool is None or pool.config != config:
+                if pool is not None:
+                    stale.append(pool)
+                pool = self._pools[key] = ssh_mod.Pool(
+                    config, connect_timeout=min(10.0, args.host_timeout)
+                )
+        for old in stale:
+            old.close()
         return pool, hosts
 
     def _close(self, ctx: StepContext) -> None:
-        pool = self._pools.pop((ctx.run_id, ctx.step_id), None)
+        with self._lock:
+            pool = self._pools.pop((ctx.run_id, ctx.step_id), None)
         if pool is not None:
             pool.close()
 
@@ -208,6 +216,20 @@ class SshRun(Action):
             raise
         return {h.name: rows[h.name] for h in hosts}
 
+    def _connect(
+        self, pool: ssh_mod.Pool, hosts: Sequence[Host], args: SshRunArgs, ctx: StepContext
+    ) -> None:
+        """Open every host's connection and shell; host-key or credential problems refuse."""
+        outcomes = fanout.run_all(
+            hosts, pool.shell, concurrency=args.concurrency, cancelled=ctx.cancelled
+        )
+        rows = {
+            h.name: _row(h, "check", o)
+            for h in hosts
+            if isinstance((o := outcomes[h.name]), errors.ActionError)
+        }
+        self._refuse_permanent(rows, ctx)
+
     def _refuse_permanent(self, rows: Mapping[str, Mapping[str, Any]], ctx: StepContext) -> None:
         """Host-key and authentication problems stop the step before any change."""
         bad = [f"{row['error']}" for row in rows.values() if row["status"] == "error"]
@@ -228,6 +250,10 @@ class SshRun(Action):
         if not args.check:
             summary = f"verify only, on {len(hosts)} host(s)"
             return Check(satisfied=True, summary=summary, evidence={"hosts": {}})
+        if ctx.preflight:  # refusals only: connect (keys, credentials), keep the connections
+            self._connect(pool, hosts, args, ctx)
+            summary = f"check on {len(hosts)} host(s) when the step runs"
+            return Check(satisfied=False, summary=summary)
         rows = self._run(pool, hosts, args.check, args, ctx, phase="check")
         self._refuse_permanent(rows, ctx)
         needed = [n for n, r in rows.items() if r["status"] == "needed"]
@@ -244,7 +270,7 @@ class SshRun(Action):
             Change(name, f"check exit {rows[name].get('exit_code', '?')}", "run command")
             for name in needed
         )
-        if ctx.dry_run:
+        if ctx.dry_run and not ctx.preflight:
             self._close(ctx)
         return Check(
             satisfied=satisfied,

@@ -62,9 +62,14 @@ def progress(practice: Practice, run_id: str, step: str) -> list[str]:
     return [e.message for e in events if e.step_id == step and e.kind == "progress"]
 
 
-def untouched(practice: Practice) -> None:
+def untouched(practice: Practice, ran: subprocess.CompletedProcess[str] | None = None) -> None:
+    """No host changed, no playbook applied; a refused run announced nothing either."""
     assert set(practice.snapshot().values()) == {("releases/1.4.2", "1.4.2", 0)}
     assert practice.apply_runs() == []
+    if ran is not None:
+        assert json.loads(ran.stdout)["status"] == "refused"
+        outbox = practice.state / "outbox"
+        assert not outbox.exists() or not list(outbox.glob("*.json")), "the rollback was announced"
 
 
 class TestHostDown:
@@ -134,7 +139,8 @@ VIA = {
 
 @pytest.mark.parametrize("via", ["ansible", "ssh"])
 class TestRefusedBeforeAnyChange:
-    """Bad host configuration is a clear error before any host is changed."""
+    """Bad host configuration is a clear error before any host is changed: the preflight
+    refuses the run (exit 1, status refused) before the rollback is even announced."""
 
     def test_unknown_host_group(self, practice: Practice, via: str) -> None:
         """A group the host inventory lacks is named, with the closest group there."""
@@ -144,7 +150,7 @@ class TestRefusedBeforeAnyChange:
         error = json.loads(ran.stdout)["error"]
         assert "no host group or host 'maia_vmz'" in error
         assert "did you mean 'maia_vms'" in error
-        untouched(practice)
+        untouched(practice, ran)
 
     @pytest.mark.parametrize("key", ["missing", "garbage"])
     def test_unusable_key(self, practice: Practice, via: str, key: str) -> None:
@@ -160,7 +166,7 @@ class TestRefusedBeforeAnyChange:
         error = json.loads(ran.stdout)["error"]
         assert "unusable SSH key" in error
         assert "does not exist" in error if key == "missing" else "holds no private key" in error
-        untouched(practice)
+        untouched(practice, ran)
 
     def test_host_key_mismatch(self, practice: Practice, via: str) -> None:
         """A host whose key differs from known_hosts is refused as a mismatch, by name."""
@@ -179,4 +185,4 @@ class TestRefusedBeforeAnyChange:
         error = json.loads(ran.stdout)["error"]
         assert "vm2" in error
         assert "HOST KEY MISMATCH" in error
-        untouched(practice)
+        untouched(practice, ran)
