@@ -7,8 +7,9 @@ share lives here, one module per job:
   their ``ansible_host``/``ansible_port``/``ansible_user``/key file, with file:line errors;
 - ``config``: the service's `hosts:` block resolved to files (inventory, known_hosts) and the
   host-key policy of the environment (keys are added automatically only in `sandbox`);
-- ``ssh``: fabric connections with that policy, and paramiko/invoke errors translated into
-  ``crystal_runbook.errors``; ``fanout`` runs one function on many hosts, bounded;
+- ``ssh``: fabric connections with that policy, and paramiko errors translated into
+  ``crystal_runbook.errors``; ``shell``: one long-lived shell per host that runs a step's
+  commands; ``fanout`` runs one function on many hosts, bounded;
 - ``ansible``: one ansible-runner run with its home, artifacts and SSH settings under the
   state directory, its events streamed, its per-host stats and diffs as values.
 

@@ -82,7 +82,9 @@ class TestHostDown:
         pid = int((vm3 / "sshd.pid").read_text())
         assert sshd.stop_pid(pid, config=vm3 / "sshd_config")
 
-        failed = practice.cli("run", "switch", "-p", "service=maia", "--env", "vms", "-o", "json", runbooks=book)
+        failed = practice.cli(
+            "run", "switch", "-p", "service=maia", "--env", "vms", "-o", "json", runbooks=book
+        )
         assert failed.returncode == 1, failed.stderr
         run = json.loads(failed.stdout)
         step = run["steps"][0]
@@ -91,13 +93,29 @@ class TestHostDown:
         assert "connection refused" in run["error"] or "vm3" in run["error"]
         lines = progress(practice, run["id"], "switch")
         for name in ("vm1", "vm2", "vm4", "vm5"):
-            assert any(line.startswith(name) and " command " in line and "changed" in line for line in lines), lines
+            assert any(
+                line.startswith(name) and " command " in line and "changed" in line
+                for line in lines
+            ), lines
             assert practice.current(name) == "releases/1.4.1"
-        assert any(line.startswith("vm3") and "unreachable" in line and "connection refused" in line for line in lines)
+        assert any(
+            line.startswith("vm3") and "unreachable" in line and "connection refused" in line
+            for line in lines
+        )
         assert practice.current("vm3") == "releases/1.4.2"
 
         tolerated = practice.cli(
-            "run", "switch", "-p", "service=maia", "-p", "allow_failures=1", "--env", "vms", "-o", "json", runbooks=book
+            "run",
+            "switch",
+            "-p",
+            "service=maia",
+            "-p",
+            "allow_failures=1",
+            "--env",
+            "vms",
+            "-o",
+            "json",
+            runbooks=book,
         )
         assert tolerated.returncode == 0, tolerated.stderr
         outputs = json.loads(tolerated.stdout)["steps"][0]["outputs"]
@@ -114,8 +132,8 @@ class TestHostDown:
         assert {practice.current(n) for n in practice.names} == {"releases/1.4.1"}
 
 
-def services_with(practice: Practice, **hosts: str) -> Path:
-    """An inventory directory whose `vms` environment has the given `hosts:` fields."""
+def services_with(practice: Practice, env: str = "vms", **hosts: str) -> Path:
+    """An inventory directory whose environment ``env`` has the given `hosts:` fields."""
     directory = practice.root / "inventory"
     directory.mkdir(exist_ok=True)
     block = {
@@ -126,7 +144,7 @@ def services_with(practice: Practice, **hosts: str) -> Path:
     }
     fields = ", ".join(f"{k}: {json.dumps(v)}" for k, v in block.items())
     (directory / "services.yaml").write_text(
-        f"services:\n  maia:\n    environments:\n      vms:\n        hosts: {{{fields}}}\n"
+        f"services:\n  maia:\n    environments:\n      {env}:\n        hosts: {{{fields}}}\n"
     )
     return directory
 
@@ -171,7 +189,9 @@ class TestRefusedBeforeAnyChange:
     def test_host_key_mismatch(self, practice: Practice, via: str) -> None:
         """A host whose key differs from known_hosts is refused as a mismatch, by name."""
         other = practice.root / "other_key"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True
+        )
         known = practice.state / "sandbox" / "known_hosts"
         port = int((practice.host_dir("vm2") / "port").read_text())
         kind, key = other.with_suffix(".pub").read_text().split()[:2]
@@ -186,3 +206,36 @@ class TestRefusedBeforeAnyChange:
         assert "vm2" in error
         assert "HOST KEY MISMATCH" in error
         untouched(practice, ran)
+
+
+class TestKnownHosts:
+    """Unknown host keys: refused everywhere but in the `sandbox` environment."""
+
+    def test_unknown_keys_are_added_only_in_sandbox(self, practice: Practice) -> None:
+        """An empty known_hosts refuses the run in `vms`; in `sandbox` the keys are recorded."""
+        book = runbooks(practice)
+        empty = practice.root / "known_hosts.new"
+        empty.write_text("")
+        strict = services_with(practice, known_hosts=str(empty))
+        ran = practice.cli(*VIA["ssh"], runbooks=book, inventory=strict)
+        assert ran.returncode == 1, ran.stderr
+        assert "is not in" in json.loads(ran.stdout)["error"]
+        untouched(practice, ran)
+
+        sandbox = services_with(practice, env="sandbox", known_hosts=str(empty))
+        ran = practice.cli(
+            "run",
+            "switch",
+            "-p",
+            "service=maia",
+            "--env",
+            "sandbox",
+            "-o",
+            "json",
+            runbooks=book,
+            inventory=sandbox,
+        )
+        assert ran.returncode == 0, ran.stderr
+        recorded = empty.read_text().splitlines()
+        expected = (practice.state / "sandbox" / "known_hosts").read_text().splitlines()
+        assert sorted(recorded) == sorted(expected)
