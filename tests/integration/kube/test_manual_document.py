@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from crystal_runbook.demo import DEMO_TRIGGERS
+from crystal_runbook.triggers import history as history_module
 from tests.integration.kube.conftest import Cluster
 from tests.integration.triggers.servers import Prometheus, start_prometheus
 
@@ -87,6 +88,9 @@ class TestManualRollbackDocument:
             time.sleep(0.5)
         else:
             raise AssertionError("the bad release never showed errors in Prometheus")
+        # the history's query_range has a point every MIN_STEP seconds from the release on:
+        # let one grid point fall inside the burn before rolling back
+        time.sleep(history_module.MIN_STEP + 1)
         done = cluster.cli("rollback", "maia", "--reason", "errors", "-o", "json", timeout=240)
         assert done.returncode == 0, done.stdout + done.stderr
         run = json.loads(done.stdout)

@@ -33,11 +33,14 @@ def replicasets(kubectl: Kubectl) -> dict[str, dict[str, Any]]:
 
 
 def ready_pods(kubectl: Kubectl, selector: str = "app=maia") -> list[dict[str, Any]]:
+    """Pods that serve: Ready and not terminating (a terminating pod stays Ready during its
+    grace period, as on a real cluster)."""
     pods = kubectl.json("get", "pods", "-l", selector)["items"]
     return [
         p
         for p in pods
-        if any(
+        if not p["metadata"].get("deletionTimestamp")
+        and any(
             c["type"] == "Ready" and c["status"] == "True"
             for c in p["status"].get("conditions", [])
         )
