@@ -88,6 +88,32 @@ class TestCleanErrors:
         assert code == 2
         assert "File name too long" in out
 
+    @pytest.mark.parametrize(
+        "command", [["runs"], ["runs", "show", "abc123"], ["incident", "show", "abc123"]]
+    )
+    @pytest.mark.parametrize("under", [False, True])
+    def test_a_state_dir_that_is_a_file(
+        self, shipped: Cli, command: list[str], under: bool
+    ) -> None:
+        """A state dir that is a file (or under one) is exit 2 naming it, never "no runs"."""
+        shipped.state.write_text("not a directory\n")
+        state = shipped.state / "sub" if under else shipped.state
+        code, out = run(shipped, *command, CRYSTAL_STATE_DIR=str(state))
+        assert code == 2, out
+        assert f"the state directory {state} " in out
+        assert "a file, not a directory" in out
+        assert f"move the file {shipped.state} aside" in out
+        assert "no runs" not in out
+        assert shipped.state.read_text() == "not a directory\n"  # nothing changed
+
+    def test_a_journal_that_is_a_directory(self, shipped: Cli) -> None:
+        """A directory in the journal's place is exit 2 naming it, never "no runs"."""
+        (shipped.state / "journal.db").mkdir(parents=True)
+        code, out = run(shipped, "runs")
+        assert code == 2, out
+        assert f"the journal {shipped.state / 'journal.db'} is not a file" in out
+        assert "no runs" not in out
+
     def test_a_kubeconfig_that_is_a_plain_string(self, cli: Cli) -> None:
         """`rollback` with a kubeconfig whose YAML is a string: exit 2 naming the file and
         what is wrong with it, and no run in the journal."""

@@ -65,8 +65,16 @@ def open_locks(journal: journal_mod.Journal) -> locks_mod.LockTable:
 
 
 def journal_exists(state_dir: Path, *, database_url: str | None) -> bool:
-    """False only for an embedded journal that was never written (reading must not create it)."""
-    return bool(database_url) or (state_dir / SQLITE_FILE).exists()
+    """False only for an embedded journal that was never written (reading must not create it).
+
+    Raises:
+        errors.ConfigurationError: the state dir is a file, under one, or unreadable: an
+            error (exit 2), never an empty history.
+    """
+    if database_url:
+        return True
+    journal_mod.check_state_dir(state_dir)
+    return (state_dir / SQLITE_FILE).exists()
 
 
 def describe(state_dir: Path, *, database_url: str | None) -> str:

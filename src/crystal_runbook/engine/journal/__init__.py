@@ -36,6 +36,7 @@ from crystal_runbook.engine.journal.records import (
 from crystal_runbook.engine.journal.sqlite import (
     BUSY_SECONDS,
     SqliteJournal,
+    check_state_dir,
     connect,
     open_journal,
     retry_busy,
@@ -51,6 +52,7 @@ __all__ = [
     "RunRecord",
     "SqliteJournal",
     "StepRecord",
+    "check_state_dir",
     "connect",
     "new_run_id",
     "now_iso",

@@ -8,6 +8,7 @@ threads share it. ``connect`` and ``retry_busy`` are also what the local lock ta
 
 from __future__ import annotations
 
+import os
 import socket
 import sqlite3
 import threading
@@ -27,12 +28,63 @@ BUSY_SECONDS = 10.0
 """How long a journal connection waits for another process's write (or first setup)."""
 
 
+STATE_DIR_HINT = "check the state directory (--state-dir, $CRYSTAL_STATE_DIR) is writable"
+
+
+def check_state_dir(state_dir: Path) -> None:
+    """Refuse a state directory that cannot hold a journal, before anything reads or writes.
+
+    A state dir that is a file (or sits under one), or a directory this user cannot read,
+    would otherwise look like an empty journal ("no runs") or fail deep inside SQLite.
+
+    Raises:
+        errors.ConfigurationError: what is wrong with which path, and what to do (exit 2).
+    """
+    where = "--state-dir or $CRYSTAL_STATE_DIR"
+    probe = state_dir
+    while True:
+        try:
+            is_dir = probe.is_dir()
+            exists = is_dir or probe.exists()
+        except OSError as exc:  # a name too long, a loop of links: say which path
+            raise errors.ConfigurationError(
+                f"the state directory {state_dir} cannot be used: {exc.strerror or exc}",
+                hint=f"give {where} a shorter path",
+            ) from None
+        if exists and not is_dir:
+            which = "is" if probe == state_dir else f"is under {probe}, which is"
+            raise errors.ConfigurationError(
+                f"the state directory {state_dir} {which} a file, not a directory",
+                hint=f"point {where} at a directory, or move the file {probe} aside",
+            )
+        if exists or probe.parent == probe:
+            break
+        probe = probe.parent
+    journal = state_dir / "journal.db"
+    if state_dir.is_dir() and not os.access(state_dir, os.R_OK | os.X_OK):
+        raise errors.ConfigurationError(
+            f"the state directory {state_dir} cannot be read by this user",
+            hint=f"give this user read and search permission on it, or choose another with {where}",
+        )
+    if journal.exists() and not journal.is_file():
+        raise errors.ConfigurationError(
+            f"the journal {journal} is not a file (a directory or a device is in its place)",
+            hint=f"move {journal} aside (runs start afresh), or choose another with {where}",
+        )
+    if journal.is_file() and not os.access(journal, os.R_OK):
+        raise errors.ConfigurationError(
+            f"the journal {journal} cannot be read by this user",
+            hint=f"give this user read permission on it, or choose another with {where}",
+        )
+
+
 def connect(path: Path) -> sqlite3.Connection:
     """A connection to the journal database with the settings every user needs.
 
     Raises:
         errors.ConfigurationError: the database cannot be opened or stays locked.
     """
+    check_state_dir(path.parent)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
@@ -49,7 +101,7 @@ def connect(path: Path) -> sqlite3.Connection:
     except (sqlite3.Error, OSError) as exc:
         raise errors.ConfigurationError(
             f"cannot open the journal {path}: {exc}",
-            hint="check the state directory (--state-dir, $CRYSTAL_STATE_DIR) is writable",
+            hint=STATE_DIR_HINT,
         ) from None
     return conn
 
