@@ -38,6 +38,8 @@ class SimService:
         self.hits = 0
         self.hit_times: list[float] = []
         """time.time() of each scrape, in order."""
+        self.scraped = threading.Condition(self.lock)
+        """Notified after each scrape, for ``wait_for_hits``."""
 
     def _advance(self) -> None:
         now = time.time()
@@ -57,6 +59,11 @@ class SimService:
                     raise AttributeError(key)
                 setattr(self, key, value)
 
+    def wait_for_hits(self, count: int, *, timeout: float) -> bool:
+        """Block until ``count`` scrapes were served (True) or ``timeout`` seconds pass."""
+        with self.scraped:
+            return self.scraped.wait_for(lambda: self.hits >= count, timeout=timeout)
+
     def bad(self) -> None:
         """The burning release: the sandbox's `-bad` figures."""
         self.set(error_ratio=0.12, slow=True, coherence=0.3, memory_growth=4e6, db_in_use=98.0)
@@ -69,6 +76,7 @@ class SimService:
             self._advance()
             self.hits += 1
             self.hit_times.append(time.time())
+            self.scraped.notify_all()
             lines = [
                 "# TYPE http_requests_total counter",
                 f"http_requests_total {self.requests:.3f}",

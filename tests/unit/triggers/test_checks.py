@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -91,22 +90,25 @@ class TestMetricsCheck:
     def test_waits_for_recovery(self, tmp_path: Path, metrics: MetricsServer) -> None:
         """Coherence is low when the step starts; it passes once the service recovers."""
         metrics.service.set(coherence=0.3)
+        seen: list[bool] = []
 
-        def recover_once_seen() -> None:  # the first poll must see the bad value, however slow
-            deadline = time.monotonic() + 10
-            while not metrics.service.hits and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(0.2)
+        def recover_once_seen() -> None:
+            # Recover only after the check's first scrape was served (it rendered 0.3), however
+            # slow a loaded machine is: a condition, not a timer. The bound is only a safety net.
+            seen.append(metrics.service.wait_for_hits(1, timeout=120))
             metrics.service.set(coherence=0.8)
 
         timer = threading.Thread(target=recover_once_seen)
         timer.start()
-        ws = workspace_with(tmp_path, metrics.url, VERIFY)
+        # Generous step timeouts: the steps pass as soon as the service has recovered, so these
+        # only bound a loaded machine, never slow a quiet one.
+        ws = workspace_with(tmp_path, metrics.url, VERIFY.replace("timeout: 10s", "timeout: 120s"))
         try:
             result = service.runs.run(ws, "verify", {"service": "maia"})
         finally:
             timer.join()
             ws.close()
+        assert seen == [True], "the check never scraped /metrics"
         assert result.run.status == "ok", result.run.error
         first, second = result.run.steps
         assert first.attempts > 1
