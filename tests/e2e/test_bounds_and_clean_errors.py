@@ -66,6 +66,11 @@ class TestBounds:
         )
         assert code == 2, out
         assert "parameter 'image'" in out
+        assert "is not a valid image reference" in out
+        assert "a valid reference is [registry[:port]/]repository[:tag]" in out  # what is valid
+        assert "(?:" not in out  # words, never the regular expression
+        assert "pattern" not in out
+        assert journalled(shipped) == 0
 
 
 class TestCleanErrors:

@@ -72,6 +72,11 @@ class ParamSpec(_Strict):
     minimum: float | None = None
     maximum: float | None = None
     pattern: str | None = None
+    format: Literal["image"] | None = Field(
+        default=None,
+        description="A string's grammar, checked with an error in words: image (a container "
+        "image reference, lower-case repository).",
+    )
     max_length: int = Field(default=MAX_INPUT_LENGTH, ge=1, le=MAX_INPUT_LENGTH)
     choices: list[Any] | None = None
     secret: bool = Field(

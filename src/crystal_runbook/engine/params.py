@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from crystal_runbook import errors
-from crystal_runbook.engine import durations
+from crystal_runbook.engine import durations, imageref
 from crystal_runbook.engine.model import MAX_INPUT_LENGTH, ParamSpec
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -175,6 +175,12 @@ def _check_limits(where: str, spec: ParamSpec, value: Any) -> None:
         raise errors.ParamError(
             f"{where}: {_show(value)} does not match the pattern {spec.pattern}"
         )
+    if spec.format == "image" and isinstance(value, str):
+        wrong = imageref.problem(value)
+        if wrong is not None:
+            raise errors.ParamError(
+                f"{where}: {_show(value)} is not a valid image reference: {wrong}"
+            )
 
 
 def _show(value: Any) -> str:

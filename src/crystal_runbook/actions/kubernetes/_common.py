@@ -26,11 +26,6 @@ A = TypeVar("A", bound=type[Action])
 MAX_REPLICAS = 1000
 INT32_MAX = 2**31 - 1
 """Kubernetes keeps replica counts in an int32: more is refused by any API server."""
-IMAGE_REFERENCE = re.compile(
-    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
-)
-"""An image reference as the distribution/reference grammar reads it: [domain[:port]/]
-lower-case path components, an optional :tag and @digest."""
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,252}$")
 
 

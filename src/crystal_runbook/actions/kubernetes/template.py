@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from crystal_runbook import errors
 from crystal_runbook.actions.kubernetes import _common as common
+from crystal_runbook.engine import imageref
 from crystal_runbook.engine.model import Duration
 from crystal_runbook.engine.registry import Action, Check, Outcome, StepContext
 from crystal_runbook.kube import client as kube_client
@@ -123,11 +124,9 @@ class SetImageArgs(common.KubeArgs):
 
 
 def _check_reference(image: str) -> None:
-    if len(image) > 255 or not common.IMAGE_REFERENCE.fullmatch(image):
-        raise ValueError(
-            f"{image[:80]!r} is not an image reference: [registry/]repository[:tag][@digest], "
-            "the repository in lower case (e.g. registry.local/maia:1.5.1)"
-        )
+    wrong = imageref.problem(image)
+    if wrong is not None:
+        raise ValueError(f"{image[:80]!r} is not a valid image reference: {wrong}")
 
 
 class SetImage(_TemplateChange):
