@@ -15,11 +15,12 @@ fi
 # PYTHONDONTWRITEBYTECODE set Python never caches it: every start would compile it again
 .venv/bin/python -m compileall -q src >/dev/null
 
-# Debian packages the integration tests start on loopback themselves. The missing ones are
+# Debian packages the integration tests use (servers they start on loopback themselves; curl
+# and openssl for docs/slack.md's signed check). The missing ones are
 # installed by scripts/install-debs.sh without starting or enabling them as system services
 # (policy-rc.d denies starts during the install and is kept as found; their units are then
 # disabled and masked). Add a package here; nothing else needs to change.
-debs=(prometheus postgresql openssh-server)
+debs=(prometheus postgresql openssh-server curl openssl)
 scripts/install-debs.sh "${debs[@]}"
 
 export PATH="$PWD/.venv/bin:$PATH"

@@ -245,6 +245,18 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Sl
     assert errors == [], "\n".join(errors)
 
 
+@pytest.fixture
+def untouched(shared: tuple[Stack, SlackAppClient]) -> Iterator[tuple[Stack, SlackAppClient]]:
+    """The shared stack; after the test, no mutating request reached the sandbox and no run
+    was journalled."""
+    stack, _ = shared
+    before = stack.cluster.request_count()
+    yield shared
+    time.sleep(0.3)  # a background job would have started by now
+    assert stack.cluster.mutations(before, exclude_leases=False) == []
+    assert stack.runs() == []
+
+
 def dump(stack: Stack) -> str:
     """What serve logged (for assertion messages)."""
     return stack.log.read_text() if stack.log.exists() else ""

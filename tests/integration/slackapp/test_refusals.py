@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
@@ -16,17 +15,6 @@ from tests.integration.slackapp.conftest import ALICE, BOB, MALLORY, Stack, butt
 pytestmark = pytest.mark.integration
 
 Shared = tuple[Stack, SlackAppClient]
-
-
-@pytest.fixture
-def untouched(shared: Shared) -> Iterator[Shared]:
-    """After the test: no mutating request reached the sandbox and no run was journalled."""
-    stack, _ = shared
-    before = stack.cluster.request_count()
-    yield shared
-    time.sleep(0.3)  # a background job would have started by now
-    assert stack.cluster.mutations(before, exclude_leases=False) == []
-    assert stack.runs() == []
 
 
 def body(text: str, **fields: str) -> bytes:
