@@ -126,3 +126,34 @@ class TestBadInput:
         assert out.returncode == 2, out.stderr
         assert "inventory/serve.yaml:2:" in out.stderr
         assert "listening" not in out.stderr
+
+    @pytest.mark.parametrize(
+        ("args", "env", "expected"),
+        [
+            (("--slack",), {"SLACK_BOT_TOKEN": "", "SLACK_SIGNING_SECRET": SECRET},
+             "SLACK_BOT_TOKEN is not set: the Slack app needs its bot token"),
+            (("--slack",), {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": ""},
+             "SLACK_SIGNING_SECRET is not set: without it no request can be trusted"),
+            (("--slack",), {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "",
+                            "SLACK_SIGNING_SECRET_FILE": "/nonexistent/signing"},
+             "SLACK_SIGNING_SECRET_FILE: cannot read /nonexistent/signing"),
+            (("--socket-mode",), {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": ""},
+             "--socket-mode needs SLACK_APP_TOKEN (an app-level token, xapp-...)"),
+            (("--socket-mode",), {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xoxb-not-an-app-token"},
+             "--socket-mode needs SLACK_APP_TOKEN (an app-level token, xapp-...)"),
+        ],
+        ids=["no-bot-token", "no-signing-secret", "unreadable-secret-file", "no-app-token",
+             "not-an-app-token"],
+    )
+    def test_the_slack_app_without_its_secrets(
+        self, cli: Cli, args: tuple[str, ...], env: dict[str, str], expected: str
+    ) -> None:
+        """The Slack app refuses to start without the secrets its mode needs (exit 2), saying
+        which and where to find it, and never prints a secret it was given."""
+        out = cli("serve", *args, "--host", "127.0.0.1", "--port", "0", **env)
+        assert out.returncode == 2, out.stderr
+        assert expected in out.stderr, out.stderr
+        assert "listening" not in out.stderr
+        assert "Traceback" not in out.stderr
+        assert SECRET not in out.stderr
+        assert "xoxb-not-an-app-token" not in out.stderr

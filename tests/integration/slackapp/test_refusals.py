@@ -22,10 +22,15 @@ def body(text: str, **fields: str) -> bytes:
 
 
 class TestSignature:
-    def test_bad_signature_is_401(self, untouched: Shared) -> None:
-        """A body signed with another secret is refused before it is parsed."""
+    @pytest.mark.parametrize("kind", ["command", "button"])
+    def test_bad_signature_is_401(self, untouched: Shared, kind: str) -> None:
+        """A slash command or a button press signed with another secret is refused before
+        it is parsed."""
         _, app = untouched
         data = body("rollback maia sandbox")
+        if kind == "button":
+            payload = slack_requests.block_actions("confirm", "any-token", user_id=ALICE)
+            data = urlencode({"payload": json.dumps(payload)}).encode()
         headers = slack_requests.sign("not-the-secret", data)
         assert app.post(data, headers=headers).status == 401
 
