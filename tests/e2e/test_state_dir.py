@@ -23,11 +23,19 @@ class Elsewhere:
         self.cwd = cwd
         self.state = state
 
-    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, timeout: float = 120, via_env: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """The command with ``--state-dir``, or with ``$CRYSTAL_STATE_DIR`` when ``via_env``."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CRYSTAL_", "KUBECONFIG"))}
         env.update(PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", CRYSTAL_ACTOR="oncall")
+        state: list[str] = []
+        if via_env:
+            env["CRYSTAL_STATE_DIR"] = str(self.state)
+        else:
+            state = ["--state-dir", str(self.state)]
         return subprocess.run(
-            [str(BIN / "crystal-runbook"), "--state-dir", str(self.state), *args],
+            [str(BIN / "crystal-runbook"), *state, *args],
             cwd=self.cwd,
             env=env,
             capture_output=True,
@@ -52,7 +60,8 @@ class TestShippedSandboxEnvironment:
     def test_up_on_a_free_port_then_rollback_health_logs_watch_from_elsewhere(
         self, elsewhere: Elsewhere
     ) -> None:
-        """`sandbox up --port 0`, then the on-call commands with only --state-dir: all work."""
+        """`sandbox up --port 0`, then the on-call commands with only --state-dir (or
+        $CRYSTAL_STATE_DIR): all work."""
         up = elsewhere("sandbox", "up", "--detach", "--port", "0", "--ready-delay", "0.1")
         assert up.returncode == 0, up.stderr
         endpoint = json.loads((elsewhere.state / "sandbox" / "endpoint.json").read_text())
@@ -68,6 +77,9 @@ class TestShippedSandboxEnvironment:
         report = json.loads(health.stdout)
         assert report["healthy"] is True
         assert f":{endpoint['port']}/" in report["checks"][0]["detail"]
+        from_env = elsewhere("health", "maia", "-o", "json", via_env=True)  # $CRYSTAL_STATE_DIR
+        assert from_env.returncode == 0, from_env.stderr
+        assert f":{endpoint['port']}/" in json.loads(from_env.stdout)["checks"][0]["detail"]
         logs = elsewhere("logs", "maia", "--tail", "1")
         assert logs.returncode == 0, logs.stderr
         assert len({line.split()[0] for line in logs.stdout.splitlines()}) == 3  # three pods

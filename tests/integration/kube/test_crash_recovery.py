@@ -123,35 +123,42 @@ class TestFailedGate:
         assert cluster.image() == CURRENT
 
 
+def foreign_lease(cluster: Cluster, run_id: str, *, actor: str = "alice") -> str:
+    """Apply a Lease on maia/sandbox held by ``run_id`` from another host, renewed just now,
+    for an hour; the time it says it was taken."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": lease_name("maia/sandbox"),
+            "namespace": "crystal",
+            "annotations": {
+                "crystal-runbook.io/run-id": run_id,
+                "crystal-runbook.io/actor": actor,
+                "crystal-runbook.io/host": "far-away-laptop",
+                "crystal-runbook.io/pid": "4242",
+                "crystal-runbook.io/acquired-at": now,
+            },
+        },
+        "spec": {
+            "holderIdentity": f"{run_id} {actor}@far-away-laptop",
+            "leaseDurationSeconds": 3600,
+            "acquireTime": now,
+            "renewTime": now,
+        },
+    }
+    cluster.kubectl("apply", "--validate=false", "-f", "-", stdin=json.dumps(lease))
+    return now
+
+
 class TestBreakLock:
     def test_a_live_holder_on_another_host_needs_break_lock_confirmed(
         self, cluster: Cluster
     ) -> None:
         """exit 3 naming the holder; --break-lock without --yes is exit 4; with it the rollback
         runs and the journal names the actor and the previous holder."""
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        lease = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {
-                "name": lease_name("maia/sandbox"),
-                "namespace": "crystal",
-                "annotations": {
-                    "crystal-runbook.io/run-id": "0a0b0c0d0e0f",
-                    "crystal-runbook.io/actor": "alice",
-                    "crystal-runbook.io/host": "far-away-laptop",
-                    "crystal-runbook.io/pid": "4242",
-                    "crystal-runbook.io/acquired-at": now,
-                },
-            },
-            "spec": {
-                "holderIdentity": "0a0b0c0d0e0f alice@far-away-laptop",
-                "leaseDurationSeconds": 3600,
-                "acquireTime": now,
-                "renewTime": now,
-            },
-        }
-        cluster.kubectl("apply", "--validate=false", "-f", "-", stdin=json.dumps(lease))
+        now = foreign_lease(cluster, "0a0b0c0d0e0f")
         held = cluster.cli("rollback", "maia")
         assert held.returncode == 3
         assert "held by run 0a0b0c0d0e0f (actor alice on far-away-laptop" in held.stderr
@@ -168,3 +175,22 @@ class TestBreakLock:
             "broke lock 'maia/sandbox' held by run 0a0b0c0d0e0f (alice on far-away-laptop, "
             f"since {now}): --break-lock by oncall"
         ]
+
+    def test_a_lease_left_by_a_run_the_journal_shows_ended_is_taken_over_at_once(
+        self, cluster: Cluster
+    ) -> None:
+        """A live-looking Lease from another host whose run the journal shows ended (its
+        release was lost) does not block the next run: taken over at once, with a warning."""
+        scaled = cluster.cli("scale", "maia", "--replicas", "4", "-o", "json")
+        assert scaled.returncode == 0, scaled.stdout + scaled.stderr
+        ended = json.loads(scaled.stdout)["id"]
+        foreign_lease(cluster, ended, actor="oncall")
+        rolled = cluster.cli("rollback", "maia", "-o", "json")
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr  # not exit 3 for an hour
+        assert f"took over stale lock 'maia/sandbox' from run {ended} (oncall on far-away-laptop" in (
+            rolled.stderr
+        )
+        run_id = json.loads(rolled.stdout)["id"]
+        assert any(f"from run {ended}" in m for _, m in events(cluster, run_id))
+        assert cluster.image() == GOOD
+        assert cluster.kubectl("get", "leases", "-o", "name").stdout.strip() == ""

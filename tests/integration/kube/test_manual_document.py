@@ -139,3 +139,5 @@ class TestManualRollbackDocument:
         assert doc["review"]["user_impact"] == "unknown"
         assert doc["review"]["user_impact_basis"].startswith("no data: ")
         assert "[ ] None [ ] Minor [ ] Major (no data)" in markdown
+        points = doc["chart"]["points"]  # only the verification's, often one
+        assert f"({points} value{'' if points == 1 else 's'} from the journal)" in markdown

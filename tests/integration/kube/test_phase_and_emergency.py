@@ -136,6 +136,24 @@ class TestEmergencyRollbackScript:
         assert "refused" in again.stdout
         assert script(cluster).returncode == 2  # no service named
 
+    def test_options_with_values_are_not_taken_for_the_environment(
+        self, cluster: Cluster
+    ) -> None:
+        """--env ENV names the environment; --to-release's value is not ENV; two different
+        environments are bad input (exit 2) before anything runs."""
+        conflicting = script(cluster, "--yes", "maia", "production", "--env", "sandbox")
+        assert conflicting.returncode == 2
+        assert "two environments named (production and --env sandbox)" in conflicting.stderr
+        hosts_only = script(cluster, "maia", "--to-release", "1.4.1", "--env", "sandbox")
+        assert hosts_only.returncode == 2  # crystal-runbook's own refusal: maia has no hosts
+        assert "rollback maia --env sandbox --to-release 1.4.1" in hosts_only.stderr
+        assert "--to-release is for services on hosts" in hosts_only.stderr
+        assert cluster.image() == CURRENT
+        done = script(cluster, "maia", "--env=production", "-y", "-o", "json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert json.loads(done.stdout)["env"] == "production"
+        assert cluster.image() == GOOD
+
     def test_finds_the_repositorys_venv_when_none_is_on_path(
         self, cluster: Cluster, tmp_path: Path
     ) -> None:
