@@ -239,3 +239,69 @@ class TestAMessageOfOurOwn:
         assert len(replies) == 1
         assert replies[0].startswith(":white_check_mark: *Done* in")
         assert run["id"] in replies[0]
+
+
+FAILING_SCALE = """\
+apiVersion: crystal-runbook/v1
+kind: Runbook
+name: scale
+description: A scale whose health check cannot pass (its URL answers 503).
+params:
+  service:  {type: string, required: true}
+  replicas: {type: integer, required: true, minimum: 0}
+environments: [sandbox]
+lock: "{{ service.name }}/{{ env }}"
+steps:
+  - id: scale
+    uses: k8s.scale
+    with: {replicas: "{{ params.replicas }}"}
+    timeout: 2m
+  - id: healthy
+    uses: http.health
+    with: {url: "%s", expect_status: [299]}
+    timeout: 2s
+"""
+
+
+class TestAFailedRunFromSlack:
+    def test_the_failed_step_and_the_result_go_into_the_thread(
+        self, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """`/crystal scale` whose health check fails: the run's own message ends FAILED, its
+        thread says which step failed and then the result, and the confirm's thread says
+        the run failed."""
+        runbooks = tmp_path / "failing-runbooks"
+        runbooks.mkdir()
+        (runbooks / "scale.yaml").write_text(FAILING_SCALE % stack.sb.health_url())
+        stack.runbooks = runbooks
+        monkeypatch.delenv("KUBECONFIG", raising=False)
+        app, _built = stack.serve_here(monkeypatch)
+        app.command("scale maia 2 sandbox", user_id=ALICE)
+        confirm = stack.confirm_message()
+        app.press("confirm", buttons(confirm)["confirm"], user_id=ALICE, user_name="alice",
+                  message_ts=confirm.ts)
+        run = stack.finished_run()
+        assert run.status == "failed", run
+        own = wait_for(
+            lambda: next((m for m in stack.slack.posted(CHANNEL) if m.thread_ts is None
+                          and m.ts != confirm.ts and m.updates
+                          and "*FAILED*" in str(m.updates[-1]["blocks"])), None),
+            30, "the run's message in its final state",
+        )
+        assert own.text.startswith(":arrow_forward: `scale` of *maia* in *sandbox* started by slack:U0ALICE")
+        assert ":x: `healthy`" in str(own.updates[-1]["blocks"])
+        replies = wait_for(
+            lambda: (r := [m.text for m in stack.slack.posted(CHANNEL) if m.thread_ts == own.ts])
+            and len(r) >= 2 and r,
+            30, "the failure and the result in the thread",
+        )
+        assert len(replies) == 2, replies
+        assert replies[0].startswith(":x: Step `healthy` failed"), replies
+        assert "*FAILED*" in replies[1], replies
+        assert run.id in replies[1], replies
+        result = wait_for(
+            lambda: [m.text for m in stack.slack.posted(CHANNEL)
+                     if m.thread_ts == confirm.ts and f"Run `{run.id}`" in m.text],
+            20, "the result in the confirm's thread",
+        )
+        assert result[0].startswith(":x:"), result
