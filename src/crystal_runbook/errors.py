@@ -11,6 +11,8 @@ The exit code is a property of the class, not an ``if`` chain in the shells::
     │   ├── ParamError                         a -p value or a parameter's type or limit
     │   ├── TargetNotFound                     unknown service or environment
     │   └── ConfigurationError                 settings, state dir, missing tool
+    │       └── DiskFull                           the journal's disk is full (mid-run: the
+    │                                              run ends `interrupted`, exit 130)
     ├── LockHeld                      exit 3   another run holds the service's lock
     ├── ConfirmationRequired          exit 4   a confirm environment without --yes
     ├── RunNotFound                   exit 2   `runs show` / `resume` of an unknown id
@@ -89,6 +91,15 @@ class ConfigurationError(InputError):
     """Settings, the state directory or a required tool is missing or wrong."""
 
 
+class DiskFull(ConfigurationError):
+    """The journal cannot be written because its disk is full.
+
+    Before a run starts this is bad state like any other (exit 2, nothing changed). Raised
+    while a run is going, the executor ends the run `interrupted` (exit 130) instead: the
+    next transition could not be journalled, so no further step may start.
+    """
+
+
 class RunNotFound(InputError):
     """No run in the journal has that id (or the prefix is ambiguous)."""
 
@@ -160,6 +171,7 @@ class RunDrifted(CrystalError):
 
 
 class Interrupted(CrystalError):
-    """SIGINT or SIGTERM arrived; the journal is saved and `resume` continues the run."""
+    """SIGINT or SIGTERM arrived (or the journal's disk filled); the journal is saved and
+    `resume` continues the run."""
 
     exit_code = 130

@@ -102,6 +102,10 @@ def show_result(opts: GlobalOptions, result: RunResult) -> None:
             ("interrupted", "interrupted"),
             f" after {took}; continue with: crystal-runbook resume {run.id}",
         )
+        if run.error and run.error != "interrupted by a signal":  # e.g. the disk filled
+            _print(f"  why: {run.error.removeprefix('interrupted: ')}")
+            if result.error is not None and result.error.hint:
+                _print(f"  hint: {result.error.hint}")
     else:
         _line(f"run {run.id} ", (run.status, run.status), f" after {took}: {run.error}")
         if result.error is not None and result.error.hint:

@@ -7,7 +7,9 @@
 - ``resume`` continues from the journal with the runbook text, parameters and target the run
   started with; finished steps are not run again.
 - The runbook's `lock:` is held for the whole run; SIGINT/SIGTERM (a KeyboardInterrupt here)
-  journals `interrupted`, releases the lock and ends the run with exit 130.
+  journals `interrupted`, releases the lock and ends the run with exit 130. So does a journal
+  whose disk fills mid-run (``errors.DiskFull``): no step may start whose transitions cannot
+  be journalled, and the journal gives back its space reserve so the end can be recorded.
 - When a step fails, the `on_failure` steps run (their own failures are journalled but do
   not replace the original error).
 """
@@ -762,26 +764,39 @@ class Executor:
                     break
         except KeyboardInterrupt:
             return self._interrupted(state)
+        except errors.DiskFull as full:
+            return self._interrupted(state, full=full)
         if error is not None:
-            self._on_failure(state)
+            with suppress(errors.DiskFull):  # the failure itself is journalled: report it
+                self._on_failure(state)
             return self._finish(state, "failed", error)
         return self._finish(state, "ok", None)
 
-    def _interrupted(self, state: RunState) -> RunResult:
+    def _interrupted(self, state: RunState, *, full: errors.DiskFull | None = None) -> RunResult:
+        """End the run `interrupted`: by a signal, or because the journal's disk is full."""
         state.cancelled.set()
         run = state.run
+        reason = "interrupted by a signal" if full is None else f"interrupted: {full.message}"
         busy = ("checking", "applying", "applied", "verifying")
         for rec in run.steps:
             if rec.status in busy:
                 rec.status = "interrupted"
                 rec.ended_at = journal_mod.now_iso()
-                rec.error = "interrupted by a signal"
-                self.steps.save(state, rec, f"interrupted ({rec.summary or 'in progress'})")
-        run.error = "interrupted by a signal"
-        error = errors.Interrupted(
-            f"run {run.id} interrupted",
-            hint=f"continue it with `crystal-runbook resume {run.id}`",
-        )
+                rec.error = reason
+                with suppress(errors.DiskFull):  # the run's own end is what must be recorded
+                    self.steps.save(state, rec, f"interrupted ({rec.summary or 'in progress'})")
+        run.error = reason
+        if full is None:
+            error = errors.Interrupted(
+                f"run {run.id} interrupted",
+                hint=f"continue it with `crystal-runbook resume {run.id}`",
+            )
+        else:
+            error = errors.Interrupted(
+                f"run {run.id} interrupted: {full.message}; no further step was started",
+                hint=f"free disk space where the journal lives, then `crystal-runbook resume "
+                f"{run.id}` continues it",
+            )
         return self._finish(state, "interrupted", error)
 
     def _finish(self, state: RunState, status: str, error: errors.CrystalError | None) -> RunResult:
@@ -790,7 +805,20 @@ class Executor:
         run.ended_at = journal_mod.now_iso()
         if error is None:
             run.error = None
-        self.journal.update_run(run, event=status, message=run.error or f"run {status}")
+        try:
+            self.journal.update_run(run, event=status, message=run.error or f"run {status}")
+        except errors.DiskFull as full:
+            # the journal gave its space reserve back when the disk filled: try once more,
+            # else say the journal still shows the run as running (resume continues it)
+            try:
+                self.journal.update_run(run, event=status, message=run.error or f"run {status}")
+            except errors.DiskFull:
+                message = (
+                    f"run {run.id} ended {status}, but the journal could not record it: "
+                    f"{full.message}"
+                )
+                self.steps.emit(state, "run", status, message)
+                return RunResult(run, errors.DiskFull(message, hint=full.hint))
         changed = sum(1 for s in run.steps if s.changed and s.phase == "main")
         detail = f"{changed} step(s) changed something" if changed else "nothing needed changing"
         message = {

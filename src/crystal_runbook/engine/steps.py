@@ -211,10 +211,13 @@ class StepRunner:
     ) -> None:
         """Run ``step``; on failure journal it and raise ``StepFailed``.
 
-        KeyboardInterrupt passes through untouched: the executor journals the interruption.
+        KeyboardInterrupt and ``errors.DiskFull`` (the journal cannot record the next
+        transition) pass through untouched: the executor journals the interruption.
         """
         try:
             self._execute(state, step, rec, loc)
+        except errors.DiskFull:
+            raise
         except errors.CrystalError as exc:
             self._fail(state, rec, exc)
         except Exception as exc:  # noqa: BLE001 - an action's bug must fail the step, not the tool

@@ -8,13 +8,14 @@ threads share it. ``connect`` and ``retry_busy`` are also what the local lock ta
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,19 @@ from crystal_runbook.engine.secrets import Redactor
 
 BUSY_SECONDS = 10.0
 """How long a journal connection waits for another process's write (or first setup)."""
+RESERVE_FILE = "journal.reserve"
+RESERVE_BYTES = 512 * 1024
+"""Disk space kept beside the journal and given back when the disk fills, so a run can still
+journal that it stopped (`interrupted`) and release its lock: 512 KiB is about 120 WAL
+frames, many times what those last writes take. Recreated when the journal next opens."""
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the database's size limit) is full."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc).lower()
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
 STATE_DIR_HINT = "check the state directory (--state-dir, $CRYSTAL_STATE_DIR) is writable"
@@ -136,20 +150,58 @@ class SqliteJournal:
             self._conn.close()
             raise
         self.host = socket.gethostname()
+        self._reserve = path.with_name(RESERVE_FILE)
+        self._keep_reserve()
 
     # -- plumbing ----------------------------------------------------------------------------
 
+    def _keep_reserve(self) -> None:
+        """Make sure the space reserve exists (best effort: a full or read-only disk has none)."""
+        try:
+            if self._reserve.stat().st_size >= RESERVE_BYTES:
+                return
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        try:
+            with self._reserve.open("wb") as out:
+                out.write(bytes(RESERVE_BYTES))  # real blocks, not a sparse file
+        except OSError:
+            with suppress(OSError):
+                self._reserve.unlink()
+
+    def _full(self, exc: BaseException) -> errors.DiskFull:
+        """Give the reserve back (so the run can journal its end) and say what happened."""
+        freed = False
+        with suppress(OSError):
+            self._reserve.unlink()
+            freed = True
+        note = "" if freed else " (and no space was kept in reserve)"
+        return errors.DiskFull(
+            f"cannot write the journal {self.path}: the disk is full ({exc}){note}",
+            hint=f"free disk space where {self.path.parent} lives (or choose another "
+            "--state-dir); a run it stopped continues with `crystal-runbook resume RUN_ID`",
+        )
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
+        """One write transaction; a full disk is ``errors.DiskFull``, rolled back."""
         with self._lock:
             cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
             try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                    cur.execute("COMMIT")
+                except BaseException:
+                    with suppress(sqlite3.Error):  # SQLite may have rolled back already
+                        cur.execute("ROLLBACK")
+                    raise
+            except (sqlite3.Error, OSError) as exc:
+                if not disk_full(exc):
+                    raise
+                raise self._full(exc) from None
 
     def _dump(self, value: Any) -> str:
         return self._encoder.dump(value)
