@@ -14,7 +14,10 @@ memory that stays stable over 1,000 interactions; the targets: RSS after 1,000 r
 same invocation: a bare Bolt app (Bolt's own HTTP server, acknowledgement only) given the same
 2,000 requests, its RSS at the same points: how much of the curve is Bolt's.
 
-    python bench/serve.py [--runs 1000] [--database-url postgresql://...]
+    python bench/serve.py [--runs 1000] [--postgres | --database-url postgresql://...]
+
+File descriptors and threads are the fewest seen over a second at each point (what the
+process keeps; a scrape or a Lease renewal holds one for a moment), with the most beside.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +80,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def footprint(pid: int) -> dict[str, float]:
-    """RSS (MB), open file descriptors and threads of ``pid``."""
+def sample(pid: int) -> dict[str, float]:
+    """RSS (MB), open file descriptors and threads of ``pid`` now."""
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     rss = next(int(ln.split()[1]) for ln in status if ln.startswith("VmRSS:")) / 1024
     threads = next(int(ln.split()[1]) for ln in status if ln.startswith("Threads:"))
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     return {"rss_mb": rss, "fds": fds, "threads": threads}
+
+
+def footprint(pid: int, *, samples: int = 10, every: float = 0.1) -> dict[str, float]:
+    """What ``pid`` keeps between runs: RSS now, and the fewest file descriptors and threads
+    over ``samples`` looks ``every`` seconds apart (the watcher's scrape and the Lease
+    renewals open a connection or a thread for a moment; those come and go, a leak stays),
+    with the most seen beside them."""
+    seen = []
+    for _ in range(samples):
+        seen.append(sample(pid))
+        time.sleep(every)
+    return {
+        "rss_mb": seen[-1]["rss_mb"],
+        "fds": min(s["fds"] for s in seen),
+        "threads": min(s["threads"] for s in seen),
+        "fds_max": max(s["fds"] for s in seen),
+        "threads_max": max(s["threads"] for s in seen),
+    }
 
 
 def load() -> str:
@@ -249,7 +271,8 @@ def ours(root: Path, runs: int, database_url: str | None) -> tuple[dict[int, dic
                 time.sleep(0.01)
             if i in marks:
                 curve[i] = footprint(proc.pid)
-                print(f"  after {i:5d} runs: RSS {curve[i]['rss_mb']:6.1f} MB, fds {curve[i]['fds']:3.0f}, threads {curve[i]['threads']:3.0f}  (load {load()})", flush=True)
+                at = curve[i]
+                print(f"  after {i:5d} runs: RSS {at['rss_mb']:6.1f} MB, fds {at['fds']:3.0f} (up to {at['fds_max']:.0f}), threads {at['threads']:3.0f} (up to {at['threads_max']:.0f})  (load {load()})", flush=True)
         elapsed = time.monotonic() - started
         app.close()
         return curve, elapsed, statuses(state, database_url)
@@ -293,7 +316,7 @@ def peer(root: Path, runs: int) -> dict[int, dict[str, float]]:
             app.command(f"scale maia {3 + i % 2} sandbox", user_id=user, channel_id=CHANNEL)
             app.press("confirm", json.dumps({"n": i}), user_id=user, user_name="bench", message_ts=f"{i}.0", channel_id=CHANNEL)
             if i in marks:
-                curve[i] = footprint(proc.pid)
+                curve[i] = sample(proc.pid)
         app.close()
         return curve
     finally:
@@ -302,17 +325,40 @@ def peer(root: Path, runs: int) -> dict[int, dict[str, float]]:
         slack.stop()
 
 
+def throwaway_postgres(stack: ExitStack) -> str:
+    """A PostgreSQL 15 on a free port with a migrated journal database; stopped on exit."""
+    sys.path.insert(0, str(REPO))
+    from tests.postgres import start_postgres_server
+
+    pg = start_postgres_server()
+    stack.callback(pg.stop)
+    pg.psql("CREATE DATABASE journal OWNER crystal")
+    url = pg.dsn(database="journal")
+    env = {**os.environ, "CRYSTAL_DATABASE_URL": url}
+    subprocess.run([str(BIN / "crystal-runbook"), "db", "upgrade"], env=env, check=True, capture_output=True)
+    return url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--database-url", default=None, help="the journal in PostgreSQL (default SQLite)")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="start a throwaway PostgreSQL 15 (as the tests do) and put the journal there",
+    )
     args = parser.parse_args()
-    print(f"serve endurance: {args.runs} runs (/crystal scale + Confirm) against the sandbox; load {load()}")
-    with tempfile.TemporaryDirectory(prefix="crystal-bench-serve-") as tmp:
+    journal = "PostgreSQL" if args.postgres or args.database_url else "SQLite"
+    print(f"serve endurance: {args.runs} runs (/crystal scale + Confirm) against the sandbox, journal in {journal}; load {load()}")
+    with tempfile.TemporaryDirectory(prefix="crystal-bench-serve-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         (root / "ours").mkdir()
         (root / "peer").mkdir()
-        curve, elapsed, found = ours(root / "ours", args.runs, args.database_url)
+        url = args.database_url
+        if args.postgres:
+            url = throwaway_postgres(stack)
+        curve, elapsed, found = ours(root / "ours", args.runs, url)
         print(f"  {args.runs} runs in {elapsed:.0f} s ({args.runs / elapsed * 60:.0f} runs/min); journal: {found}")
         print(f"peer: bare Bolt app, the same {2 * args.runs} requests; load {load()}")
         theirs = peer(root / "peer", args.runs)
