@@ -23,6 +23,11 @@ imports the CLI:
   atexit handlers (libraries close their pools there) and ends the process with
   ``os._exit``. While another non-daemon thread still runs, it exits normally instead: the
   interpreter then waits for that thread, as it always has.
+- Interrupts while it starts: Ctrl-C or SIGTERM that arrives while the command line is still
+  being imported (a second or more on a loaded machine, before any command has its own
+  handling) ends the process quietly with "interrupted" and exit 130, instead of a
+  KeyboardInterrupt traceback. No command has started then: nothing changed, nothing to
+  resume.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import atexit
 import contextlib
 import gc
 import os
+import signal
 import sys
 import threading
 from typing import NoReturn
@@ -82,18 +88,32 @@ def finish(code: object) -> NoReturn:
     os._exit(status)
 
 
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupted_while_starting() -> NoReturn:
+    """End a command line interrupted before its command took over (see the docstring)."""
+    with contextlib.suppress(OSError, ValueError):  # a closed stderr
+        print("interrupted", file=sys.stderr)
+    finish(130)
+
+
 def main() -> NoReturn:
     """The console script: run the command line, then ``finish``."""
     gc.disable()
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     sys.modules.setdefault("kubernetes_validate", None)  # type: ignore[arg-type]  # "absent"
-    from crystal_runbook import cli
-
-    if command_name(sys.argv[1:]) in LONG_RUNNING:
-        gc.freeze()
-        gc.enable()
     try:
+        signal.signal(signal.SIGTERM, _sigterm)  # as Ctrl-C, also while the CLI imports
+        from crystal_runbook import cli
+
+        if command_name(sys.argv[1:]) in LONG_RUNNING:
+            gc.freeze()
+            gc.enable()
         cli.main()
     except SystemExit as exc:
         finish(exc.code)
+    except KeyboardInterrupt:
+        interrupted_while_starting()
     finish(0)

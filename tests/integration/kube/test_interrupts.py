@@ -162,6 +162,34 @@ class TestStoppedByTheUser:
         assert not (tmp_path / "sandbox" / "endpoint.json").exists()
 
 
+def importing(lines: list[str]) -> bool:
+    """Whether the command line is past its entry module and importing the CLI (-X importtime
+    prints a line as each import ends)."""
+    return any(line.endswith("| crystal_runbook.process") for line in lines)
+
+
+class TestInterruptedWhileStarting:
+    @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+    def test_a_rollback_stopped_while_it_imports_says_interrupted(
+        self, cluster: Cluster, signum: int
+    ) -> None:
+        """Ctrl-C before the command runs (a slow start on a loaded machine): exit 130, one
+        line, no KeyboardInterrupt traceback, nothing journalled or changed."""
+        before = cluster.request_count()
+        running = start(cluster, "rollback", "maia", PYTHONPROFILEIMPORTTIME="1")
+        deadline = time.monotonic() + 60
+        while not importing(running.err) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert importing(running.err), running.err
+        code = running.stop(signum)
+        said = [line for line in running.err if not line.startswith("import time:")]
+        assert code == 130, said
+        assert_quiet(said)
+        assert said == ["interrupted"]
+        assert cluster.mutations(before, exclude_leases=False) == []
+        assert json.loads(cluster.cli("runs", "-o", "json").stdout) == []
+
+
 class TestInterruptedRuns:
     @pytest.mark.parametrize(
         ("args", "step"),
