@@ -121,7 +121,7 @@ def main() -> None:
                     samples.unlink(missing_ok=True)
                     again()
 
-                health[f"  the same, first in its state dir{label}"] = first
+                health[f"  first look in its state dir{label}"] = first
             if kubectl:
                 health["kubectl get deploy maia (peer)"] = run_command(
                     [kubectl, "-n", "crystal", "get", "deploy", "maia"], env=env, cwd=top)
