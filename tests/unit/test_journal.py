@@ -158,6 +158,29 @@ class TestRedaction:
             "n": ["*****"],
         }
 
+    def test_env_entries_with_secret_names_are_masked(self) -> None:
+        """A pod template's `{name, value}` env entry is masked by its name; others are kept."""
+        template = {
+            "spec": {
+                "containers": [
+                    {
+                        "name": "maia",
+                        "env": [
+                            {"name": "DB_PASSWORD", "value": "plain-hunter2"},
+                            {"name": "CRYSTAL_MODE", "value": "legacy"},
+                            {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "s"}}},
+                        ],
+                    }
+                ]
+            }
+        }
+        env = Redactor({}).data(template)["spec"]["containers"][0]["env"]
+        assert env == [
+            {"name": "DB_PASSWORD", "value": "*****"},
+            {"name": "CRYSTAL_MODE", "value": "legacy"},
+            {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "s"}}},
+        ]
+
     def test_nothing_secret_is_stored(self, journal_backend: JournalBackend) -> None:
         """Params, errors, outputs, summaries and event messages are masked before storage."""
         secret = "hunter2-very-secret"  # noqa: S105 - a fake secret for the test

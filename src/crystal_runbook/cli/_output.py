@@ -66,11 +66,9 @@ def step_list(request: Request) -> list[tuple[str, str]]:
 
 
 def show_result(opts: GlobalOptions, result: RunResult) -> None:
-    from crystal_runbook.engine.secrets import Redactor
-
     run = result.run
     if opts.json:  # the in-memory record is not yet redacted the way the journal is
-        print_json(Redactor().data(run.as_json()))
+        print_json(result.redactor.data(run.as_json()))
         return
     changed = sum(1 for s in run.steps if s.changed and s.phase == "main")
     unchanged = sum(

@@ -101,6 +101,9 @@ class RunResult:
 
     run: journal_mod.RunRecord
     error: errors.CrystalError | None = None
+    redactor: Redactor = field(default_factory=Redactor, compare=False, repr=False)
+    """The run's redactor (it knows the run's secret parameters): ``run`` is the in-memory
+    record, not yet masked the way the journal is, so whoever prints it masks it with this."""
 
     @property
     def exit_code(self) -> int:
@@ -516,7 +519,7 @@ class Executor:
             "refused",
             f"run {run.id} refused before any change: {exc.message}",
         )
-        return RunResult(run, exc)
+        return RunResult(run, exc, self.steps.redactor)
 
     def _confirm(self, request: Request) -> None:
         runbook = request.loaded.runbook
@@ -536,7 +539,7 @@ class Executor:
             errors.LockHeld: the run is still going in a live process, or its lock is held.
         """
         if run.status == "ok":
-            return RunResult(run)
+            return RunResult(run, None, self.steps.redactor)
         alive = run.host == socket.gethostname() and journal_mod.process_alive(run.pid)
         if run.status == "running" and alive and run.pid != os.getpid():
             raise errors.LockHeld(
@@ -818,7 +821,9 @@ class Executor:
                     f"{full.message}"
                 )
                 self.steps.emit(state, "run", status, message)
-                return RunResult(run, errors.DiskFull(message, hint=full.hint))
+                return RunResult(
+                    run, errors.DiskFull(message, hint=full.hint), self.steps.redactor
+                )
         changed = sum(1 for s in run.steps if s.changed and s.phase == "main")
         detail = f"{changed} step(s) changed something" if changed else "nothing needed changing"
         message = {
@@ -829,7 +834,7 @@ class Executor:
             "refused": f"run {run.id} refused: {run.error}",
         }[status]
         self.steps.emit(state, "run", status, message)
-        return RunResult(run, error)
+        return RunResult(run, error, self.steps.redactor)
 
     def _on_failure(self, state: RunState) -> None:
         for i, fstep in enumerate(state.request.loaded.runbook.on_failure):

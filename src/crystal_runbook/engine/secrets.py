@@ -97,14 +97,21 @@ class Redactor:
         return _URL_PASSWORD.sub(lambda m: f"{m['head']}{MASK}{m['at']}", value)
 
     def data(self, value: Any) -> Any:
-        """Redact every string inside a JSON-like structure (keys that look secret too)."""
+        """Redact every string inside a JSON-like structure: values under keys that look
+        secret, and the ``value`` of a ``{name, value}`` pair whose name does (a Kubernetes
+        env entry such as ``{"name": "DB_PASSWORD", "value": "..."}`` in a pod template)."""
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, Mapping):
+            name = value.get("name")
+            named_secret = isinstance(name, str) and looks_secret(name)
             return {
                 k: (
                     MASK
-                    if isinstance(k, str) and looks_secret(k) and isinstance(v, str) and v
+                    if isinstance(k, str)
+                    and (looks_secret(k) or (named_secret and k == "value"))
+                    and isinstance(v, str)
+                    and v
                     else self.data(v)
                 )
                 for k, v in value.items()

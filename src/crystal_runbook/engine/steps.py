@@ -39,7 +39,7 @@ from crystal_runbook.engine.registry import (
     Registry,
     StepContext,
 )
-from crystal_runbook.engine.secrets import Redactor
+from crystal_runbook.engine.secrets import MASK, Redactor
 
 if TYPE_CHECKING:
     from crystal_runbook.engine.executor import Request
@@ -581,10 +581,15 @@ _STOPPED_MIDWAY = frozenset({"applying", "applied", "verifying", "interrupted", 
 
 
 def _change(change: Change) -> dict[str, Any]:
+    """A change as journalled: a secret one keeps only whether it was set (never its value)."""
+
+    def shown(value: Any) -> Any:
+        return MASK if change.secret and value is not None else value
+
     return {
         "field": change.field,
-        "before": change.before,
-        "after": change.after,
+        "before": shown(change.before),
+        "after": shown(change.after),
         "secret": change.secret,
     }
 

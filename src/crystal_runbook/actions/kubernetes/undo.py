@@ -91,23 +91,23 @@ class RolloutUndo(Action):
                 )
             from_revision = int(ctx.resolved["from_revision"])
             to_revision = int(ctx.resolved["to_revision"])
-            from_template = ctx.resolved.get("from_template") or current_template
+            released = _released_from(ctx.resolved, current_template)
         else:
             self._refuse_second_rollback(deployment, args.to_revision)
             chosen = rollout.pick_target(name, owned, args.to_revision)
             from_revision = rollout.revision_of(deployment)
             to_revision = rollout.revision_of(chosen)
-            from_template = current_template
+            released = _released_from({}, current_template)
         desired = rollout.rollback_template(chosen, args.set_env, args.containers)
         outputs = {
             "deployment": name,
             "namespace": target.namespace,
             "from_revision": from_revision,
             "to_revision": to_revision,
-            "from_images": rollout.images(from_template),
+            "from_images": released["from_images"],
             "to_images": rollout.images(desired),
-            "from_env": {k: common.mask(k, v) for k, v in rollout.env_of(from_template).items()},
-            "to_env": {k: common.mask(k, v) for k, v in rollout.env_of(desired).items()},
+            "from_env": released["from_env"],
+            "to_env": _masked_env(desired),
             "target_replicaset": chosen["metadata"]["name"],
             # when the release being rolled back went out: its ReplicaSet's creation (the
             # incident document of a manual rollback reads the metrics from there on)
@@ -124,7 +124,9 @@ class RolloutUndo(Action):
             "target_replicaset": chosen["metadata"]["name"],
             "from_revision": from_revision,
             "to_revision": to_revision,
-            "from_template": from_template,
+            # what resume reports of the release rolled back from: its images and masked env,
+            # never its whole template (whose env values may hold secrets)
+            **released,
         }
         if rollout.templates_equal(current_template, desired):
             ours = _rolled_back_by(deployment) == ctx.run_id
@@ -251,6 +253,26 @@ class RolloutUndo(Action):
     def verify(self, args: Any, ctx: StepContext, outcome: Outcome | None) -> Check:
         target = common.target_of(args, ctx)
         return common.wait_done(kube_client.connect(target), target, ctx, args.crash_grace)
+
+
+def _masked_env(template: Mapping[str, Any]) -> dict[str, str]:
+    """The first container's env with secret-named values masked (`valueFrom` stays so)."""
+    return {k: common.mask(k, v) for k, v in rollout.env_of(template).items()}
+
+
+def _released_from(
+    resolved: Mapping[str, Any], current: Mapping[str, Any]
+) -> dict[str, dict[str, str]]:
+    """The images and masked env of the release being rolled back from: journalled by the
+    first check (resume reports those, not what it finds); a run journalled before this
+    (its whole ``from_template``) or a first check reads them from ``current``."""
+    if isinstance(resolved.get("from_images"), Mapping):
+        return {
+            "from_images": dict(resolved["from_images"]),
+            "from_env": dict(resolved.get("from_env") or {}),
+        }
+    template = resolved.get("from_template") or current
+    return {"from_images": rollout.images(template), "from_env": _masked_env(template)}
 
 
 def _rolled_back_by(deployment: Mapping[str, Any]) -> str | None:
