@@ -163,3 +163,27 @@ def test_bad_output_format_is_a_usage_error(cli: Cli) -> None:
     ran = cli("runs", "-o", "yaml")
     assert ran.returncode == 2
     assert "--output must be text or json" in ran.stderr
+
+
+def test_a_broken_access_yaml_is_refused_by_validate_with_its_position(cli: Cli) -> None:
+    """`validate` checks inventory/access.yaml like the rest of the inventory: exit 2, and
+    each mistake at file:line:column."""
+    cli.write("inventory/services.yaml", "services:\n  maia:\n    environments:\n      sandbox: {}\n")
+    cli.write(
+        "inventory/access.yaml",
+        """
+        environments:
+          production:
+            approvers: 3
+            allow:
+              - {commands: [rollbak], users: [alice], channels: ["*"]}
+        """,
+    )
+    out = cli("validate")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "access.yaml:3:5: environments.production.approvers" in out.stderr, out.stderr
+    assert "unknown command 'rollbak'" in out.stderr
+    assert "'alice' is not a Slack user ID (like U0123ABCD)" in out.stderr
+    cli.write("inventory/access.yaml", "environments:\n  sandbox:\n    allow:\n"
+              "      - {commands: ['*'], users: ['*'], channels: ['*']}\n")
+    assert cli("validate").returncode == 0
