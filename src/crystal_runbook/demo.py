@@ -142,7 +142,9 @@ def run_demo(
     )
     say("1. Starting the sandbox: a Kubernetes API emulator on loopback, with `maia` seeded.")
     with sandbox.start(root, ready_delay=ready_delay) as sb:
-        sb.config.update({"burn_ramp_seconds": 3.0})
+        # the bad release's burn is held until its release run (rollout and health check)
+        # is done, then ramps over 3 s: the story never races the machine's speed
+        sb.config.update({"burn_ramp_seconds": 3.0, "burn_held_until": time.time() + 3600})
         sb.settle(10)
         _inventory(root / "inventory", sb)
         ws = service.Workspace(
@@ -162,6 +164,7 @@ def run_demo(
             )
             if release.run.status != "ok":
                 raise errors.ActionError(f"the demo's release failed: {release.run.error}")
+            sb.config.update({"burn_held_until": time.time()})  # users start to feel it now
             live_at = time.monotonic()
             say(
                 "4. `watch` evaluates the five rollback rules every second (10 s windows, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +26,9 @@ def test_demo_detects_rolls_back_verifies_and_documents(cli: Cli) -> None:
     demo = cli.state / "demo"
     assert f"Everything the demo writes goes to {demo}" in out.stdout
     assert f"crystal-runbook --state-dir {demo} runs show {match.group(1)}" in out.stdout
-    run = json.loads(cli("--state-dir", str(demo), "runs", "show", match.group(1), "-o", "json").stdout)
+    run = json.loads(
+        cli("--state-dir", str(demo), "runs", "show", match.group(1), "-o", "json").stdout
+    )
     assert run["runbook"] == "rollback"
     assert run["status"] == "ok"
     assert "trigger fired for maia in sandbox" in run["params"]["reason"]
@@ -49,3 +52,22 @@ def test_demo_detects_rolls_back_verifies_and_documents(cli: Cli) -> None:
     queued = [json.loads(p.read_text()) for p in (demo / "outbox").glob("*.json")]
     assert queued
     assert {q["message"]["channel"] for q in queued} == {"#maia-incidents"}
+
+
+def test_a_slow_machine_does_not_break_the_story(tmp_path: Path) -> None:
+    """Pods that take 2 s to be Ready (a loaded machine): the bad release still passes its
+    health check (its burn is held until then) and the trigger still rolls it back."""
+    from crystal_runbook import demo
+
+    said: list[str] = []
+    result = demo.run_demo(
+        state_dir=tmp_path / "state",
+        runbooks_dir=REPO / "runbooks",
+        say=said.append,
+        sink=lambda _event: None,
+        ready_delay=2.0,  # the first bad pod is 4 s old when the last one is Ready
+        timeout=120,
+    )
+    assert result.rollback_status == "ok", "\n".join(said)
+    assert result.detected_after is not None
+    assert result.detected_after <= 13.0, "\n".join(said)  # for: 10 s, 1 s interval

@@ -30,6 +30,12 @@ class SandboxConfig:
     burn_ramp_seconds: float = 5.0
     """Seconds a ``-bad`` release takes to reach its full error rate, latency and pool use."""
 
+    burn_held_until: float = 0.0
+    """Wall-clock time (epoch seconds) before which ``-bad`` pods serve good figures; their
+    burn ramps from then (or from their start, if later). 0, the default: from their start.
+    The demo holds the burn while its release is rolled out and health-checked, then lets
+    it go, so the story does not race the machine's speed. Set it only forward in time."""
+
     pod_rps: float = 40.0
     """Requests per second each simulated pod serves (drives its counters)."""
 

@@ -169,6 +169,7 @@ class Kubelet:
                     env=env,
                     started_at=now if started_at is None else started_at,
                     ramp_seconds=self._config.burn_ramp_seconds,
+                    held_until=lambda: self._config.burn_held_until,
                     rps=self._config.pod_rps,
                     log_interval=self._config.log_interval,
                     crash_after=self._config.crash_after,

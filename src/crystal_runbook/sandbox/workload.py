@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -121,6 +121,9 @@ class Container:
     log_interval: float = 0.3
     crash_after: float = 0.2
     ended_at: float | None = None
+    held_until: Callable[[], float] = field(default=lambda: 0.0, repr=False, compare=False)
+    """When a ``-bad`` image may start to burn (the sandbox's ``burn_held_until``), read
+    each time: the ramp starts at the later of this and ``started_at``."""
 
     @property
     def kind(self) -> str:
@@ -140,12 +143,15 @@ class Container:
         """0 for a healthy image; for ``-bad``, how far the burn has ramped (0 to 1)."""
         if self.kind != BAD:
             return 0.0
-        return min(1.0, max(0.0, now - self.started_at) / max(self.ramp_seconds, 1e-9))
+        return min(1.0, max(0.0, now - self._burn_start()) / max(self.ramp_seconds, 1e-9))
+
+    def _burn_start(self) -> float:
+        return max(self.started_at, self.held_until())
 
     def _burn_integral(self, now: float) -> float:
         if self.kind != BAD:
             return 0.0
-        t = max(0.0, now - self.started_at)
+        t = max(0.0, now - self._burn_start())
         ramp = max(self.ramp_seconds, 1e-9)
         return t * t / (2 * ramp) if t <= ramp else ramp / 2 + (t - ramp)
 
@@ -169,7 +175,7 @@ class Container:
         age = max(0.0, now - self.started_at)
         memory = MEMORY_BASE + 2 * 1024 * 1024 * math.sin(age / 30.0)
         if self.kind == BAD:
-            memory = MEMORY_BASE + MEMORY_GROWTH * age
+            memory = MEMORY_BASE + MEMORY_GROWTH * max(0.0, now - self._burn_start())
         return Gauges(
             error_ratio=ERROR_GOOD + r * (ERROR_BAD - ERROR_GOOD),
             p99_seconds=P99_GOOD + r * (P99_BAD - P99_GOOD),
