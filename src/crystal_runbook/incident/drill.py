@@ -70,7 +70,7 @@ def report(
     """The drill report of ``run`` (its steps as the document sees them).
 
     Args:
-        run: the run, its steps possibly cut at the document's writer (`build.as_of_writer`).
+        run: the run, its steps possibly cut at the document's writer (`asof.as_of_writer`).
         events: its events, in journal order.
         as_of: when the document is as of (the end of an unfinished run's total).
         rollback_seconds: the rollback time for runs without a `k8s.baseline` step.

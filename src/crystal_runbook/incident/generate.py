@@ -21,7 +21,7 @@ from typing import Any
 
 from crystal_runbook.engine import journal
 from crystal_runbook.engine.secrets import Redactor
-from crystal_runbook.incident import build, chart, facts, files, markdown, model, plot
+from crystal_runbook.incident import asof, build, chart, facts, files, markdown, model, plot
 
 RELATED_RUNS = 20
 """Earlier runs of the same service read for the review fields (release, incident count)."""
@@ -110,7 +110,7 @@ def prepare(
         for other in source.list_runs(service=run.service, limit=RELATED_RUNS):
             if other.id != run.id and other.env == run.env and other.started_at <= run.started_at:
                 related.append(source.get_run(other.id))
-    steps, cut = build.as_of_writer(run, events, writer)
+    steps, cut = asof.as_of_writer(run, events, writer)
     view = dataclasses.replace(run, steps=steps)
     restored = facts.restored_at(facts.restoration(view))
     alive = (
