@@ -148,3 +148,33 @@ class TestStaleTakeover:
         journal_backend.locks(j, host="other-host").acquire("k2", run_id="live-run", actor="h")
         with pytest.raises(errors.LockHeld, match="live-run"):
             journal_backend.locks(j).acquire("k2", run_id="next-run", actor="i")
+
+
+class TestLeftBehind:
+    """A run killed after it journalled its end, before it released its lock (chaos suite)."""
+
+    def test_resume_of_the_ended_run_releases_what_it_left(
+        self, journal_backend: JournalBackend
+    ) -> None:
+        """`release_left_by` frees a lock still naming the ended run, and only that one."""
+        j = journal_backend.open()
+        j.create_run(
+            journal.RunRecord("ended-run", "rollback", "sandbox", "h", "ok", journal.now_iso())
+        )
+        journal_backend.locks(j, pid=DEAD_PID).acquire("k", run_id="ended-run", actor="h")
+        table = journal_backend.locks(j)
+        assert locks.release_left_by([table], "k", run_id="ended-run", actor="i") is True
+        assert table.holder("k") is None
+        assert locks.release_left_by([table], "k", run_id="ended-run", actor="i") is False
+
+    def test_a_lock_another_run_holds_now_is_left_alone(
+        self, journal_backend: JournalBackend
+    ) -> None:
+        """The lock was taken over by a newer run: releasing the ended one changes nothing."""
+        j = journal_backend.open()
+        table = journal_backend.locks(j)
+        table.acquire("k", run_id="newer-run", actor="b")
+        assert locks.release_left_by([table], "k", run_id="ended-run", actor="i") is False
+        holder = table.holder("k")
+        assert holder is not None
+        assert holder.run_id == "newer-run"

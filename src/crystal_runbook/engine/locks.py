@@ -262,6 +262,30 @@ def hold_all(
         yield leases
 
 
+def release_left_by(
+    backends: Sequence[LockBackend], key: str, *, run_id: str, actor: str
+) -> bool:
+    """Release ``key`` when a lock table still names ``run_id``, a run that has ended: its
+    process was killed after it journalled the end and before it let go of its lock and
+    Lease. Nothing waits on such a lock (a stale holder is taken over at once), but it must
+    not be left behind either. Returns whether it released one. Never raises ``LockHeld``:
+    a lock another run holds now is that run's."""
+    left = False
+    for backend in backends:
+        holder = getattr(backend, "holder", None)
+        if holder is not None:
+            found = holder(key)
+            left = left or (found is not None and found.run_id == run_id)
+    if not left:
+        return False
+    try:
+        with hold_all(backends, key, run_id=run_id, actor=actor):
+            pass
+    except errors.LockHeld:
+        return False
+    return True
+
+
 def _quiet_release(lease: Lease) -> None:
     with suppress(Exception):  # a failed release must not hide the run's own outcome
         lease.release()

@@ -147,6 +147,12 @@ class Courier:
                     deadline=deadline,
                     progress=progress,
                 )
+                if found is None and thread_ts is not None and not entry.message.thread_ts:
+                    # a reply tried while the message it answers was not known to be on
+                    # Slack went to the channel itself (``_route``, live): look there too
+                    found = web.find_quietly(
+                        entry, channel=channel, thread_ts=None, deadline=deadline, progress=progress
+                    )
                 if found is not None:
                     note = "found on Slack, posted by an earlier attempt"
                     return self._posted(

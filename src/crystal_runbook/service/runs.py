@@ -13,6 +13,7 @@ from crystal_runbook import errors
 from crystal_runbook.engine import executor as executor_mod
 from crystal_runbook.engine import journal as journal_mod
 from crystal_runbook.engine import loader
+from crystal_runbook.engine import locks as locks_mod
 from crystal_runbook.engine import params as params_mod
 from crystal_runbook.service import live
 from crystal_runbook.service.workspace import Workspace
@@ -120,6 +121,13 @@ def resume(
     """
     record = ws.journal.get_run(run_id)
     if record.status == "ok":
+        if record.lock_key is not None:  # killed between its end and its lock's release
+            locks_mod.release_left_by(
+                ws.lock_backends(record.meta.get("target")),
+                record.lock_key,
+                run_id=record.id,
+                actor=ws.actor,
+            )
         return executor_mod.RunResult(record)
     loaded = loader.load_text(record.runbook_text, ws.registry, path=record.runbook_path)
     secret = [n for n, s in loaded.runbook.params.items() if s.secret]

@@ -3,7 +3,8 @@
 Why: "No space left on device" must leave a clear message and a consistent journal, and
 the only honest way to test that is a real filesystem that really is full. ``small_disk``
 mounts a size-limited tmpfs on a directory (as root, or through passwordless sudo) and
-unmounts it afterwards; ``fill`` writes until the kernel answers ENOSPC. Where mounting is
+unmounts it afterwards; ``fill`` writes until the kernel answers ENOSPC; ``set_read_only``
+remounts it read-only (EROFS, which stops root too). Where mounting is
 not allowed, ``small_disk`` raises ``Unavailable`` and tests skip with its reason.
 """
 
@@ -55,6 +56,25 @@ def small_disk(path: Path, *, size_kb: int = 256) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run([*prefix, "umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def set_read_only(path: Path, read_only: bool = True) -> None:
+    """Remount the filesystem ``small_disk`` mounted on ``path`` read-only (or back to
+    read-write): unlike a permission bit, this also stops root.
+
+    Raises:
+        Unavailable: remounting is not allowed here.
+    """
+    prefix = _mount_command()
+    mode = "ro" if read_only else "rw"
+    done = subprocess.run(
+        [*prefix, "mount", "-o", f"remount,{mode}", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise Unavailable(f"cannot remount {path} {mode}: {done.stderr.strip()}")
 
 
 def fill(path: Path) -> Path:

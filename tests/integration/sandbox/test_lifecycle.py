@@ -148,6 +148,25 @@ class TestInProcess:
         )
         assert entry["user_agent"].startswith("Python-urllib/")
 
+    def test_a_client_killed_mid_connection_prints_no_traceback(
+        self, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    ) -> None:
+        """A connection reset by its client (a `kill -9`ed CLI) is not reported as an error."""
+        with sandbox.start(tmp_path, ready_delay=0.1) as sb:
+            for _ in range(3):
+                sock = socket.create_connection(("127.0.0.1", sb.port))
+                sock.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+                sock.recv(65536)
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+                sock.close()  # RST: the server's next read on the keep-alive connection fails
+            time.sleep(0.5)
+            assert sb.internal_errors == []
+        err = capfd.readouterr().err
+        assert "Traceback" not in err
+        assert "ConnectionResetError" not in err
+
     def test_port_in_use_is_an_error(self, tmp_path: Path) -> None:
         """Starting on a taken port raises OSError and leaves no thread behind."""
         with sandbox.start(tmp_path / "a") as first, pytest.raises(OSError, match="in use"):

@@ -326,6 +326,39 @@ class TestFlush:
         announce, summary = slack_server.posted()
         assert summary.thread_ts == announce.ts
 
+    def test_a_reply_posted_before_its_parent_was_known_is_not_posted_again(
+        self, tmp_path: Path, slack_server: SlackServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Slack posts both messages but never answers: the reply went to the channel (its
+        parent's ts was unknown); flush finds it there instead of posting it again in the
+        thread (found by the chaos suite: every notice exactly once)."""
+        use(slack_server, monkeypatch)
+        slack_server.slow("chat.postMessage", 3.0, times=None)
+        write_runbook(
+            tmp_path,
+            "unanswered",
+            """
+            apiVersion: crystal-runbook/v1
+            kind: Runbook
+            name: unanswered
+            params:
+              service: {type: string, required: true}
+            steps:
+              - {id: announce, uses: slack.notify, with: {text: started}, timeout: 2s}
+              - {id: done, uses: slack.notify, with: {text: finished, reply_to: announce}, timeout: 2s}
+            """,
+        )
+        ws, _ = run(tmp_path, "unanswered")
+        ws.close()
+        assert [m.text for m in slack_server.posted()] == ["started", "finished"]
+        slack_server.clear_faults()
+        ws = make_workspace(tmp_path)
+        results = service.incidents.flush_outbox(ws)
+        ws.close()
+        assert [r.status for r in results] == ["sent", "sent"], [r.summary for r in results]
+        assert [m.text for m in slack_server.posted()] == ["started", "finished"]
+        assert waiting(tmp_path) == {}
+
     def test_a_crash_after_posting_is_found_by_flush(
         self, tmp_path: Path, slack_server: SlackServer, monkeypatch: pytest.MonkeyPatch
     ) -> None:
