@@ -187,3 +187,20 @@ def test_a_broken_access_yaml_is_refused_by_validate_with_its_position(cli: Cli)
     cli.write("inventory/access.yaml", "environments:\n  sandbox:\n    allow:\n"
               "      - {commands: ['*'], users: ['*'], channels: ['*']}\n")
     assert cli("validate").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rollback", "{secret}"],  # an unknown service, echoed in the error
+        ["rollback", "maia", "--to-revision", "{secret}"],  # click's own usage error
+        ["runs", "show", "{secret}"],
+    ],
+)
+def test_a_secret_typed_as_input_is_masked_in_messages(cli: Cli, args: list[str]) -> None:
+    """Errors echo what was typed; a planted secret is printed as ***** (chaos suite)."""
+    secret = "chaos-planted-password-0123456789"  # noqa: S105 - the planted secret
+    done = cli(*[a.format(secret=secret) for a in args], CRYSTAL_TEST_PASSWORD=secret)
+    assert done.returncode == 2, done.stderr
+    assert secret not in done.stdout + done.stderr
+    assert "*****" in done.stderr

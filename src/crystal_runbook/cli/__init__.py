@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signal.SIGTERM, _sigterm)
     args = list(sys.argv[1:] if argv is None else argv)
     args = _hoist.hoist_global_options(args)
-    try:
-        app(args=args, prog_name="crystal-runbook")
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback, ever
-        raise SystemExit(_common.unexpected(exc)) from None
+    with _common.redacted_stdio():  # output echoes input, and input may hold a secret
+        try:
+            app(args=args, prog_name="crystal-runbook")
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback, ever
+            raise SystemExit(_common.unexpected(exc)) from None

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -67,6 +68,53 @@ def options(ctx: typer.Context) -> GlobalOptions:
         )
         root.obj = obj
     return obj
+
+
+class RedactedStream:
+    """A text stream that masks secrets (``engine.secrets.Redactor``) in what is written.
+
+    Messages echo what people typed (an unknown service, a bad option value, a path), and
+    people paste secrets anywhere (a password in a health URL that a plan then prints); the
+    command line's stdout and stderr go through this, so no result, error, usage message or
+    warning prints a token or password. Everything else (isatty, fileno, encoding) is the
+    wrapped stream's.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        from crystal_runbook.engine.secrets import Redactor
+
+        self._stream = stream
+        self._redactor = Redactor()
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._redactor.text(text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    @property
+    def wrapped(self) -> Any:
+        return self._stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def redacted_stdio() -> Iterator[None]:
+    """``sys.stdout`` and ``sys.stderr`` through ``RedactedStream`` for the block (restored
+    after it)."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactedStream(out), RedactedStream(err)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
 
 
 def fail(message: str, *, code: int, hint: str | None = None) -> typer.Exit:
