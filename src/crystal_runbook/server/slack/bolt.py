@@ -82,7 +82,9 @@ def build_app(
         if not invocation.user_id or not invocation.channel_id:
             ack(**blocks.ack(Reply(":no_entry: the command came without a user or channel")))
             return
-        ack(**blocks.ack(commands.command(invocation)))
+        # the acknowledgement echoes the command's text, and people paste secrets anywhere:
+        # it goes through the redactor like everything posted through ``port``
+        ack(**port.redactor.data(blocks.ack(commands.command(invocation))))
 
     @app.action(ACTIONS)
     def on_button(ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
