@@ -30,6 +30,7 @@ echo "== mypy" >&2
 mypy
 echo "== import contracts" >&2
 lint-imports --no-cache >/dev/null
+scripts/security.sh   # bandit, the repository's secret scan, pip-audit when reachable
 echo "== pytest" >&2
 # exit code 5 (no tests collected) fails the script like any other failure
 exec pytest "$@"

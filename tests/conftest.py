@@ -269,3 +269,25 @@ def backend_workspace(
     )
     yield ws
     ws.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The secret scan of everything this run made the product write (tests/secretscan.py):
+    journals, logs, incident documents and outbox entries under the run's temporary
+    directory must hold none of the tokens and passwords the tests planted; a finding fails
+    the session."""
+    from tests import secretscan
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or getattr(factory, "_basetemp", None) is None:
+        return  # nothing was written to a temporary directory
+    findings = secretscan.outputs(factory.getbasetemp(), secretscan.planted())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for finding in findings:
+        line = f"secret scan: {finding}"
+        if reporter is not None:
+            reporter.write_line(line, red=True)
+        else:
+            print(line, file=sys.stderr)
+    if findings:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

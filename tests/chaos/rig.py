@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from crystal_runbook import sandbox
+from tests import secretscan
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -451,8 +452,10 @@ def intent_before_change(state: Path, run_id: str, request: dict[str, Any], step
 def planted_secrets() -> dict[str, str]:
     """Secrets the chaos tests put in the environment; none may appear in any output."""
     nonce = f"{random.getrandbits(64):016x}"
-    return {
+    planted = {
         "SLACK_SIGNING_SECRET": f"chaos-signing-secret-{nonce}",
         "CRYSTAL_CHAOS_PASSWORD": f"chaos-password-{nonce}",
         "AWS_SECRET_ACCESS_KEY": f"chaosAwsSecret{nonce}Xy12",
     }
+    secretscan.plant(*planted.values())  # the session's end looks for them in every output
+    return planted

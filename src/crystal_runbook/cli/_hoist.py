@@ -46,7 +46,7 @@ def hoist_global_options(args: list[str]) -> list[str]:
     i = 0
     while i < len(args):
         token = args[i]
-        if token == "--":  # noqa: S105 - the end-of-options marker, not a password
+        if token == "--":  # noqa: S105 - the end-of-options marker, not a password  # nosec B105
             rest.extend(args[i:])
             break
         name = token.split("=", 1)[0]

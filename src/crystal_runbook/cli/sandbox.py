@@ -247,7 +247,7 @@ def _deployments(url: str) -> list[dict[str, Any]]:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(f"{url}/apis/apps/v1/deployments", timeout=2.0) as resp:  # noqa: S310 - loopback URL of our own sandbox
+        with urllib.request.urlopen(f"{url}/apis/apps/v1/deployments", timeout=2.0) as resp:  # noqa: S310 - loopback URL of our own sandbox  # nosec B310
             items = json.loads(resp.read()).get("items", [])
     except (OSError, ValueError):
         return []

@@ -15,7 +15,7 @@ def serve_cmd(
     port: Annotated[
         int, typer.Option("--port", min=0, max=65535, help="HTTP port (0: a free one).")
     ] = 3000,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "0.0.0.0",  # noqa: S104 - a server for Slack to reach
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "0.0.0.0",  # noqa: S104 - a server for Slack to reach  # nosec B104
     slack: Annotated[
         bool, typer.Option("--slack", help="Serve the Slack app at POST /slack/events.")
     ] = False,

@@ -249,7 +249,7 @@ class Registry:
         for name in dict.fromkeys(names):
             try:
                 self.get(name).warm()
-            except Exception:  # noqa: BLE001, S112 - warming is an optimisation; the step meets the error itself
+            except Exception:  # noqa: BLE001, S112 - warming is an optimisation; the step meets the error itself  # nosec B112
                 continue
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from crystal_runbook import errors
 from crystal_runbook.hosts import inventory as inventory_mod
 
-STATE_DIR_TOKEN = "{state_dir}"  # noqa: S105 - a path placeholder, not a secret
+STATE_DIR_TOKEN = "{state_dir}"  # noqa: S105 - a path placeholder, not a secret  # nosec B105
 INVENTORY_FILES = ("hosts.ini", "hosts.yaml", "hosts.yml")
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 AUTO_ADD_ENVIRONMENTS = frozenset({"sandbox"})

@@ -67,7 +67,7 @@ _SAFE_LOADER: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def _parsed(text: str) -> Any:
     """A journalled runbook text, parsed once per process (a run's document is built twice:
     by the check and by the apply of `incident.write`). Callers only read it."""
-    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader, C or Python
+    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader, C or Python  # nosec B506
 
 
 def main_steps(run: journal.RunRecord) -> list[journal.StepRecord]:

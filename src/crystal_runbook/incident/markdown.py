@@ -57,7 +57,7 @@ def samples(observed: list[Sample], last: int) -> str:
 
 @cache
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
+    env = jinja2.Environment(  # Markdown, not HTML (autoescape=False below)  # nosec B701
         loader=jinja2.PackageLoader("crystal_runbook.incident", "templates"),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # noqa: S701 - Markdown, not HTML; table cells go through `cell`

@@ -243,8 +243,8 @@ class Courier:
         """Upload the file of a posted message into its thread (the thread the message is in,
         or the thread it starts), and record it; a failure keeps the entry waiting."""
         delivery, file = entry.delivery, entry.message.file
-        assert delivery is not None  # noqa: S101 - only "posted" entries upload
-        assert file is not None  # noqa: S101 - only entries with a file are "posted"
+        assert delivery is not None  # noqa: S101 - only "posted" entries upload  # nosec B101
+        assert file is not None  # noqa: S101 - only entries with a file are "posted"  # nosec B101
         path = Path(file)
         entry = entry.with_(upload_attempts=entry.upload_attempts + 1)
         self.outbox.write(entry)  # the attempt is on record before the request
@@ -280,7 +280,7 @@ class Courier:
         return self._sent(self.outbox.mark_sent(entry, delivery, upload=share), note=note)
 
     def _sent(self, entry: outbox_mod.Entry, *, note: str = "") -> Result:
-        assert entry.delivery is not None  # noqa: S101 - mark_sent always sets it
+        assert entry.delivery is not None  # noqa: S101 - mark_sent always sets it  # nosec B101
         where = entry.delivery.permalink or f"{entry.delivery.channel} {entry.delivery.ts}"
         if entry.upload is not None:
             where += f", with {Path(entry.message.file or '').name} "
@@ -298,7 +298,7 @@ class Courier:
     ) -> Result:
         """The message is posted but its file is not: keep the entry waiting ("posted") with
         the reason, say so loudly, and give the message's outputs with the error."""
-        assert entry.delivery is not None  # noqa: S101 - only "posted" entries upload
+        assert entry.delivery is not None  # noqa: S101 - only "posted" entries upload  # nosec B101
         message = self.redactor.text(exc.message)
         kept = entry.with_(last_error=self.redactor.text(str(exc)))
         path = self.outbox.write(kept)

@@ -103,7 +103,7 @@ def upload_file(
                 f"cannot read {path} to upload it: {exc.strerror}"
             ) from None
     else:
-        assert content is not None  # noqa: S101 - checked above
+        assert content is not None  # noqa: S101 - checked above  # nosec B101
         data = redactor.text(content) if isinstance(content, str) else content
     web = SlackWeb(settings, redactor=redactor)
     channel_id = web.channel_id(channel, deadline=deadline)

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TOKEN_ENV = "SLACK_BOT_TOKEN"  # noqa: S105 - the variable's name, not a token
-TOKEN_FILE_ENV = "SLACK_BOT_TOKEN_FILE"  # noqa: S105 - the variable's name, not a token
+TOKEN_ENV = "SLACK_BOT_TOKEN"  # noqa: S105 - the variable's name, not a token  # nosec B105
+TOKEN_FILE_ENV = "SLACK_BOT_TOKEN_FILE"  # noqa: S105 - the variable's name, not a token  # nosec B105
 API_URL_ENV = "SLACK_API_URL"
 DEFAULT_API_URL = "https://slack.com/api/"
 

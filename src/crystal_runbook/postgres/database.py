@@ -150,7 +150,7 @@ class Database:
             with translated(self.url, doing), self.pool.connection() as conn, conn.cursor() as cur:
                 yield cur
             return
-        assert self._conn is not None  # noqa: S101 - set when there is no pool
+        assert self._conn is not None  # noqa: S101 - set when there is no pool  # nosec B101
         with (
             self._mutex,
             translated(self.url, doing),

@@ -40,7 +40,7 @@ class PostgresLocks:
 
     def holder(self, key: str) -> locks_mod.Holder | None:
         with self.db.transaction(f"reading lock {key!r}") as cur:
-            cur.execute(f"SELECT {_HOLDER} FROM locks WHERE key = %s", (key,))
+            cur.execute(f"SELECT {_HOLDER} FROM locks WHERE key = %s", (key,))  # noqa: S608 - constant column lists, values bound  # nosec B608
             row = cur.fetchone()
         return None if row is None else _holder(row)
 
@@ -58,7 +58,7 @@ class PostgresLocks:
                 if cur.fetchone() is not None:
                     return _PostgresLease(self, key, run_id, None)
                 cur.execute(
-                    f"SELECT {_HOLDER}, ttl, EXTRACT(EPOCH FROM now() - heartbeat_at) "
+                    f"SELECT {_HOLDER}, ttl, EXTRACT(EPOCH FROM now() - heartbeat_at) "  # noqa: S608 - constant column lists, values bound  # nosec B608
                     "FROM locks WHERE key = %s FOR UPDATE",
                     (key,),
                 )

@@ -251,7 +251,7 @@ class Api:
                     },
                 )
             raise apierrors.method_not_allowed()
-        assert ns is not None  # noqa: S101 - _target guarantees a namespace for named objects
+        assert ns is not None  # noqa: S101 - _target guarantees a namespace for named objects  # nosec B101
         name = t.name
         if t.sub in (None, "status"):
             if method == "GET":

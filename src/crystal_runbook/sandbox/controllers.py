@@ -67,7 +67,7 @@ class Controllers:
             if self.gc.sync():
                 self.queue.add(GC_KEY)
             return
-        assert isinstance(key, tuple)  # noqa: S101 - keys are built in on_event only
+        assert isinstance(key, tuple)  # noqa: S101 - keys are built in on_event only  # nosec B101
         kind, ns, name = key
         if kind == "deploy":
             self.deployments.sync(ns, name)

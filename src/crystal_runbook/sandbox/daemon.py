@@ -18,7 +18,7 @@ import os
 import select
 import signal
 import socket
-import subprocess
+import subprocess  # fixed argument lists, never a shell  # nosec B404
 import sys
 import threading
 import time
@@ -217,7 +217,7 @@ def spawn(
     )
     with log_path.open("ab") as log_file:
         try:
-            result = subprocess.run(
+            result = subprocess.run(  # a fixed argument list of our own, no shell  # nosec B603
                 argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -319,7 +319,7 @@ def _reap(pid: int) -> None:
 def fetch_status(url: str, *, timeout: float = 2.0) -> dict[str, Any] | None:
     """``GET <url>/_sandbox/status``, or None when it does not answer."""
     try:
-        with urllib.request.urlopen(f"{url}/_sandbox/status", timeout=timeout) as resp:  # noqa: S310 - our own loopback URL
+        with urllib.request.urlopen(f"{url}/_sandbox/status", timeout=timeout) as resp:  # noqa: S310 - our own loopback URL  # nosec B310
             data = json.loads(resp.read())
     except (urllib.error.URLError, OSError, ValueError):
         return None

@@ -153,7 +153,7 @@ class FaultSet:
         self._lock = threading.Lock()
         self._faults: list[Fault] = list(faults or [])
         self._fired: list[int] = [0] * len(self._faults)
-        self._random = random.Random(seed)  # noqa: S311 - choosing requests to fail, not security
+        self._random = random.Random(seed)  # noqa: S311 - choosing requests to fail, not security  # nosec B311
 
     def set(self, faults: list[Fault]) -> None:
         """Replace all faults."""

@@ -110,7 +110,7 @@ class HangupMonitor:
                         self._wake_r.recv(4096)
                     continue
                 sock = key.fileobj
-                assert isinstance(sock, socket.socket)  # noqa: S101 - only sockets are registered
+                assert isinstance(sock, socket.socket)  # noqa: S101 - only sockets are registered  # nosec B101
                 try:
                     data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
                 except BlockingIOError:

@@ -212,7 +212,7 @@ class Container:
     def _line_time(self, k: int) -> float:
         if self.kind == CRASH:
             return self.started_at + k * self.crash_after / 4
-        jitter = random.Random(f"{self.uid}:{self.attempt}:{k}:t").random() * 0.9  # noqa: S311 - simulated data, not security
+        jitter = random.Random(f"{self.uid}:{self.attempt}:{k}:t").random() * 0.9  # noqa: S311 - simulated data, not security  # nosec B311
         return self.started_at + (k + jitter) * self.log_interval
 
     def line_count(self, now: float) -> int:
@@ -244,7 +244,7 @@ class Container:
     def _line_text(self, k: int) -> str:
         at = self._line_time(k)
         base: dict[str, object] = {"time": _iso(at)}
-        rng = random.Random(f"{self.uid}:{self.attempt}:{k}")  # noqa: S311 - simulated data
+        rng = random.Random(f"{self.uid}:{self.attempt}:{k}")  # noqa: S311 - simulated data  # nosec B311
         if self.kind == CRASH:
             messages = [
                 ("info", f"starting maia {self.version}"),

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 class ServeOptions:
     """What `crystal-runbook serve` was asked to run."""
 
-    host: str = "0.0.0.0"  # noqa: S104 - Slack must reach it; put it behind your ingress
+    host: str = "0.0.0.0"  # noqa: S104 - Slack must reach it; put it behind your ingress  # nosec B104
     port: int = 3000
     slack: bool = False
     socket_mode: bool = False

@@ -104,7 +104,7 @@ def upgrade(ws: Workspace, *, to: int | None = None) -> Report:
             or the database cannot be reached.
     """
     with _target(ws, create=True) as target:
-        assert target is not None  # noqa: S101 - create=True always gives a target
+        assert target is not None  # noqa: S101 - create=True always gives a target  # nosec B101
         before = migrations.status(target.store, target.shipped)
         goal = before.head if to is None else to
         if goal < before.version:

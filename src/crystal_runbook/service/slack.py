@@ -256,7 +256,7 @@ class SlackCommands:
             if cmd.name == "status":
                 return self.status(envs)
             return self.runs(envs, cmd.service)
-        assert cmd.service is not None  # noqa: S101 - the grammar requires it
+        assert cmd.service is not None  # noqa: S101 - the grammar requires it  # nosec B101
         env = cmd.env or self.inventory().default_environment or "sandbox"
         self.inventory().target(cmd.service, env)  # unknown service or environment: refused
         decision = self.access().check(
@@ -381,7 +381,7 @@ class SlackCommands:
                 env=pending.env if pending else None,
                 **data,
             )
-        assert judged.pending is not None  # noqa: S101 - only refusals lack it
+        assert judged.pending is not None  # noqa: S101 - only refusals lack it  # nosec B101
         from crystal_runbook.service import slackjobs
 
         slackjobs.decided(self, judged, press)

@@ -94,7 +94,7 @@ class SlackApprover:
             ),
             ephemeral=False,
         )
-        assert origin.where is not None  # noqa: S101 - runs start from a posted confirm
+        assert origin.where is not None  # noqa: S101 - runs start from a posted confirm  # nosec B101
         channel, thread_ts = origin.where
         ts = slacksay.post(app, channel, reply, thread_ts=thread_ts)
         again = "`crystal-runbook resume` of the run asks again"

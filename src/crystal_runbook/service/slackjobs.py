@@ -68,7 +68,7 @@ def job_for(app: SlackCommands, inv: Invocation, cmd: slackparse.Command) -> Cal
 
 
 def runbook_service(cmd: slackparse.Command) -> str:
-    assert cmd.service is not None  # noqa: S101 - the grammar requires it for mutations
+    assert cmd.service is not None  # noqa: S101 - the grammar requires it for mutations  # nosec B101
     return cmd.service
 
 
@@ -95,7 +95,7 @@ def _change_lines(planned: list[PlannedStep]) -> list[str]:
 
 def propose(app: SlackCommands, inv: Invocation, cmd: slackparse.Command) -> None:
     """Plan a mutation and post its confirm message (or say why it would not run)."""
-    assert cmd.env is not None  # noqa: S101 - set by the dispatcher
+    assert cmd.env is not None  # noqa: S101 - set by the dispatcher  # nosec B101
     runbook, params = _runbook(cmd)
     ws = workspace_for(app.base, actor=actor(inv.user_id, inv.user_name), env=cmd.env)
     try:
@@ -201,7 +201,7 @@ def confirm_message(pending: approvals_mod.Pending, *, note: str = "") -> Reply:
 def decided(app: SlackCommands, judged: approvals_mod.Press, press: ButtonPress) -> None:
     """Act on an accepted press: update the message, start the run (in the background)."""
     pending = judged.pending
-    assert pending is not None  # noqa: S101 - accepted presses carry their decision
+    assert pending is not None  # noqa: S101 - accepted presses carry their decision  # nosec B101
     who = f"<@{press.user_id}>"
     app.journal_event(
         {"start": "approved" if pending.approved_by else "confirmed"}.get(
@@ -270,7 +270,7 @@ def run(app: SlackCommands, pending: approvals_mod.Pending, note: str) -> None:
     app.submit(
         "update confirm", lambda: slacksay.update(app, pending, confirm_message(pending, note=note))
     )
-    assert pending.where is not None  # noqa: S101 - only posted confirmations are pressed
+    assert pending.where is not None  # noqa: S101 - only posted confirmations are pressed  # nosec B101
     channel, ts = pending.where
     data = pending.data
     approver = slackapprover.SlackApprover(app, pending)

@@ -14,7 +14,7 @@ import contextlib
 import errno
 import os
 import shutil
-import subprocess
+import subprocess  # fixed argument lists, never a shell  # nosec B404
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +29,9 @@ def _mount_command() -> list[str]:
     sudo = shutil.which("sudo")
     if sudo is None:
         raise Unavailable("mounting a tmpfs needs root or sudo")
-    probe = subprocess.run([sudo, "-n", "true"], capture_output=True, check=False)
+    probe = subprocess.run(  # a fixed argument list of our own, no shell  # nosec B603
+        [sudo, "-n", "true"], capture_output=True, check=False
+    )
     if probe.returncode != 0:
         raise Unavailable("mounting a tmpfs needs root or passwordless sudo")
     return [sudo, "-n"]
@@ -44,7 +46,7 @@ def small_disk(path: Path, *, size_kb: int = 256) -> Iterator[Path]:
     """
     prefix = _mount_command()
     path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(
+    mounted = subprocess.run(  # a fixed argument list of our own, no shell  # nosec B603
         [*prefix, "mount", "-t", "tmpfs", "-o", f"size={size_kb}k,mode=1777", "tmpfs", str(path)],
         capture_output=True,
         text=True,
@@ -55,7 +57,9 @@ def small_disk(path: Path, *, size_kb: int = 256) -> Iterator[Path]:
     try:
         yield path
     finally:
-        subprocess.run([*prefix, "umount", "-l", str(path)], capture_output=True, check=False)
+        subprocess.run(  # a fixed argument list of our own, no shell  # nosec B603
+            [*prefix, "umount", "-l", str(path)], capture_output=True, check=False
+        )
 
 
 def set_read_only(path: Path, read_only: bool = True) -> None:
@@ -67,7 +71,7 @@ def set_read_only(path: Path, read_only: bool = True) -> None:
     """
     prefix = _mount_command()
     mode = "ro" if read_only else "rw"
-    done = subprocess.run(
+    done = subprocess.run(  # a fixed argument list of our own, no shell  # nosec B603
         [*prefix, "mount", "-o", f"remount,{mode}", str(path)],
         capture_output=True,
         text=True,

@@ -239,7 +239,7 @@ class SqliteJournal:
     def create_run(self, run: RunRecord) -> None:
         with self._tx() as cur:
             cur.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}, runbook_text) "
+                f"INSERT INTO runs ({_RUN_COLUMNS}, runbook_text) "  # noqa: S608 - constant column lists, values bound  # nosec B608
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id,
@@ -367,7 +367,7 @@ class SqliteJournal:
         key = common.checked_run_id(run_id)
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {_RUN_COLUMNS}, runbook_text FROM runs WHERE id >= ? AND id < ? LIMIT 2",
+                f"SELECT {_RUN_COLUMNS}, runbook_text FROM runs WHERE id >= ? AND id < ? LIMIT 2",  # noqa: S608 - constant column lists, values bound  # nosec B608
                 (key, key + "\U0010ffff"),
             ).fetchall()
         run = common.run_from_row(common.pick_by_prefix(key, rows))
@@ -377,7 +377,7 @@ class SqliteJournal:
     def _steps(self, run_id: str) -> list[StepRecord]:
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {common.STEP_COLUMNS} FROM steps "
+                f"SELECT {common.STEP_COLUMNS} FROM steps "  # noqa: S608 - constant column lists, values bound  # nosec B608
                 "WHERE run_id = ? ORDER BY phase = 'on_failure', idx",
                 (run_id,),
             ).fetchall()
@@ -394,7 +394,7 @@ class SqliteJournal:
         if before is not None:
             where.append("(started_at, id) < (?, ?)")
             args.extend(self._key_of(before))
-        query = f"SELECT {_RUN_COLUMNS} FROM runs"
+        query = f"SELECT {_RUN_COLUMNS} FROM runs"  # noqa: S608 - constant column lists, values bound  # nosec B608
         if where:
             query += " WHERE " + " AND ".join(where)
         query += " ORDER BY started_at DESC, id DESC LIMIT ?"
@@ -417,7 +417,7 @@ class SqliteJournal:
     def events(self, run_id: str) -> list[EventRecord]:
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {common.EVENT_COLUMNS} FROM events WHERE run_id = ? ORDER BY seq",
+                f"SELECT {common.EVENT_COLUMNS} FROM events WHERE run_id = ? ORDER BY seq",  # noqa: S608 - constant column lists, values bound  # nosec B608
                 (run_id,),
             ).fetchall()
         return [common.event_from_row(r) for r in rows]

@@ -143,7 +143,7 @@ def components(
     if socket_mode:
         found.append(SocketMode(app, settings))
     else:
-        assert settings.signing_secret is not None  # noqa: S101 - checked by require()
+        assert settings.signing_secret is not None  # noqa: S101 - checked by require()  # nosec B101
         router.mount(
             EVENTS_PATH, SlackEndpoint(app, settings.signing_secret, observe_ack=observe_ack)
         )
