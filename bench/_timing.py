@@ -43,3 +43,37 @@ def summary(times: list[float]) -> str:
 
 def row(label: str, times: list[float]) -> None:
     print(f"  {label:<44} {summary(times)}")
+
+
+def emit(
+    scenario: str,
+    *,
+    ours: Sequence[float],
+    peer: Sequence[float] | None,
+    unit: str,
+    peer_name: str = "",
+    note: str = "",
+) -> None:
+    """One scenario's figures as a JSON line in the file named by ``BENCH_RESULTS`` (set by
+    scripts/bench.sh, which turns them into one table; nothing happens without it).
+
+    ``ours`` and ``peer`` are the per-round values in ``unit`` (lower is better); the table
+    shows their medians, min-max and the ratio ours / peer. ``peer`` None: no peer figure
+    (``note`` says why)."""
+    import json
+    import os
+
+    target = os.environ.get("BENCH_RESULTS")
+    if not target:
+        return
+    record = {
+        "scenario": scenario,
+        "unit": unit,
+        "ours": list(ours),
+        "peer": None if peer is None else list(peer),
+        "peer_name": peer_name,
+        "note": note,
+        "load": list(os.getloadavg()),
+    }
+    with open(target, "a", encoding="utf-8") as out:
+        out.write(json.dumps(record) + "\n")

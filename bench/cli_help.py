@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _timing import row, run_command
+from _timing import emit, row, run_command
 from rollback import REPO, Checkout, shipped_inventory
 
 from crystal_runbook import sandbox
@@ -38,7 +38,7 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def alternate(commands: dict[str, Callable[[], object]], rounds: int) -> None:
+def alternate(commands: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
     """Time each command per round, after one warm-up each; the order flips per round.
 
     Prints wall time (spawn to exit) and CPU time (user + system of the process: on a
@@ -58,6 +58,15 @@ def alternate(commands: dict[str, Callable[[], object]], rounds: int) -> None:
     for name in names:
         row(name, times[name])
         print(f"  {'':<44} CPU median {statistics.median(cpu[name]) * 1000:7.1f} ms")
+    return times
+
+
+def emit_help(times: dict[str, list[float]]) -> None:
+    """The --help figures for scripts/bench.sh's table."""
+    if "kubectl --help (peer)" in times:
+        emit("--help start-up", ours=[t * 1000 for t in times["crystal-runbook --help"]],
+             peer=[t * 1000 for t in times["kubectl --help (peer)"]], unit="ms",
+             peer_name="kubectl --help")
 
 
 def load() -> str:
@@ -91,7 +100,7 @@ def main() -> None:
         help_commands["kubectl --help (peer)"] = run_command([kubectl, "--help"])
     print(f"\n--help wall time (process start to exit), {args.rounds} rounds, alternating "
           f"({load()} at start)")
-    alternate(help_commands, args.rounds)
+    emit_help(alternate(help_commands, args.rounds))
     print(f"  ({load()} at end)")
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from _timing import emit
+
 from crystal_runbook import sandbox
 
 BIN = Path(sys.executable).parent
@@ -172,6 +174,9 @@ def main() -> None:
         print(f"  {what}: {a:.2f}s vs kubectl {b:.2f}s + {TARGET_SLACK}s = {b + TARGET_SLACK:.2f}s:"
               f" {verdict} the target")
     print(f"  ({load()} at end)")
+    emit("drill restore time", ours=[s.restore for s in ours], peer=[s.restore for s in peer],
+         unit="s", peer_name="kubectl rollout undo + status (back again)",
+         note="ours verifies health after the restore")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _timing import measure, row
+from _timing import emit, measure, row
 
 from crystal_runbook import service
 
@@ -81,6 +81,10 @@ def main() -> None:
             row("ansible-playbook: per task (peer)", [t / STEPS for t in peer])
         else:
             print("  ansible-playbook not installed: no peer figure")
+        emit("engine overhead per no-op step", ours=[t * 1000 for t in per_step],
+             peer=[t / STEPS * 1000 for t in peer] or None, unit="ms/step",
+             peer_name="ansible-playbook meta: noop tasks",
+             note="" if peer else "ansible-playbook not installed")
         _ = measure  # shared helper kept for symmetry with the other benchmarks
 
 

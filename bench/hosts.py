@@ -40,6 +40,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _timing import emit
+
 from crystal_runbook import hostsandbox
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,6 +232,8 @@ def part1(bench: Bench, rounds: int, hosts: int, fresh: Fresh) -> None:
     line("ansible-playbook -f 10, nothing to change", found["ansible-noop"])
     line("crystal-runbook ssh.run, nothing to change", found["ours-noop"], noop)
     print(f"  ours / ansible: {median(found['ours']) / base:.2f} (target <= 0.5)")
+    emit(f"host rollback (symlink switch) on {hosts} hosts", ours=found["ours"],
+         peer=found["ansible"], unit="s", peer_name="ansible-playbook -f 10")
 
 
 def part2(bench: Bench, rounds: int, hosts: int, fresh: Fresh) -> None:

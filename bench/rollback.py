@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
+from _timing import emit
 
 from crystal_runbook import sandbox
 from crystal_runbook.sandbox import daemon
@@ -230,6 +231,15 @@ def bench(ready_delay: float, rounds: int, kinds: list[str], checkouts: dict[str
               f"{med([s.api_before_patch for s in samples]):7.0f} "
               f"{med([s.probes for s in samples]):7.0f} "
               f"{med([s.rss_mb for s in samples]):7.1f}MB {med([s.cpu for s in samples]):5.2f}s")
+    if "kubectl" in kinds:
+        peer = results["kubectl"]
+        emit(f"verified rollback on the sandbox (pods ready {ready_delay:g} s)",
+             ours=[s.wall for s in results["ours"]], peer=[s.wall for s in peer], unit="s",
+             peer_name="kubectl rollout undo + rollout status")
+        emit(f"API requests per rollback (pods ready {ready_delay:g} s)",
+             ours=[s.api for s in results["ours"]], peer=[s.api for s in peer], unit="requests",
+             peer_name="kubectl rollout undo + rollout status",
+             note="ours also verifies legacy mode and health, and announces")
     for mine in [k for k in ("ours", "before") if k in kinds]:
         wall = med([s.wall for s in results[mine]])
         for kind in [k for k in kinds if k.startswith("kubectl")]:

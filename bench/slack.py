@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from _timing import emit
 
 from crystal_runbook.testing.slack_requests import SlackAppClient
 from crystal_runbook.testing.slack_server import SlackServer
@@ -268,6 +269,11 @@ def report_acks(args: argparse.Namespace, acks: Acks) -> None:
         print(f"{label:34} {p50:7.1f}ms {p99:7.1f}ms  {per:8.2f}ms   {acks.start[name]:5.2f} s   "
               f"{acks.failures[name]}")
     ours_p99 = statistics.median(r[1] for r in acks.latencies["ours"]) * 1000
+    emit(f"slash-command acknowledgement p99 ({args.commands} commands, {args.clients} "
+         "concurrent clients)",
+         ours=[r[1] * 1000 for r in acks.latencies["ours"]],
+         peer=[r[1] * 1000 for r in acks.latencies["peer"]], unit="ms",
+         peer_name="bare Bolt app, acknowledgement only")
     print(f"target p99 <= 100 ms: {'met' if ours_p99 <= 100 else 'NOT met'}")
     print(f"serve RSS after the first {args.commands}: {acks.rss_after_first:.1f} MB; after all "
           f"{args.rounds * args.commands}: {acks.rss_end:.1f} MB (bare Bolt app: "
