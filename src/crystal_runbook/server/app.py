@@ -116,10 +116,12 @@ def build(ws: Workspace, options: ServeOptions) -> Built:
     components.append(server_http)
     server = Server(components, grace=options.grace)
 
+    journal_probe = probes.Bounded(lambda: probes.journal(ws), what="journal")
+
     def problems() -> list[str]:
         if server.stopping.is_set():
             return ["stopping"]
-        return probes.readiness(ws, plan.clusters)
+        return probes.readiness(ws, plan.clusters, journal_probe=journal_probe)
 
     router.mount("/healthz", http.healthz(lambda: [c.name for c in components]))
     router.mount("/readyz", http.readyz(problems))

@@ -194,6 +194,13 @@ class Leadership:
                 self.duty(stop)
             except KeyboardInterrupt:  # interrupted after the grace period (server.duties)
                 log.warning("%s: interrupted", self.duty_name)
+            except errors.CrystalError as exc:  # the journal or a cluster is down: said, no trace
+                log.warning(
+                    "%s: the duty stopped: %s (started again in %.0f s)",
+                    self.duty_name,
+                    exc.message,
+                    self.timing.restart_delay,
+                )
             except Exception:
                 log.exception("%s: the duty failed", self.duty_name)
             finally:

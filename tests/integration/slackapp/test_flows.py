@@ -152,7 +152,8 @@ class TestSocketMode:
 
 class TestShutdown:
     def test_sigterm_interrupts_a_long_run_journals_it_and_exits_0(self, stack: Stack) -> None:
-        """SIGTERM: no new commands; a run past the grace is journalled interrupted; exit 0."""
+        """SIGTERM: no new commands; a run past the grace is journalled interrupted; exit 0;
+        `crystal-runbook resume` then finishes it."""
         stack.sb.ready_delay = 30.0  # the rollout's verification waits long
         app = stack.serve("--slack", "--grace", "1s")
         app.command("rollback maia sandbox", user_id=ALICE)
@@ -169,6 +170,14 @@ class TestShutdown:
         (run,) = stack.runs()
         assert run.status == "interrupted", dump(stack)
         assert "interrupting" in dump(stack)
+
+        # `resume` continues it from the journal (a replica that leads the scheduler would)
+        stack.sb.ready_delay = 0.1
+        resumed = stack.cluster.cli("resume", run.id, "--yes")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        (run,) = stack.runs()
+        assert run.status == "ok", dump(stack)
+        assert stack.cluster.image() == GOOD
 
 
 class TestDrillFromSlack:
