@@ -47,7 +47,8 @@ PEER = textwrap.dedent(
     from kubernetes import config
     from kubernetes.leaderelection import electionconfig, leaderelection
     from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
-    kubeconfig, name, lease, retry = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+    kubeconfig, name, retry = sys.argv[1], sys.argv[2], float(sys.argv[4])
+    lease = int(float(sys.argv[3]))  # whole seconds: it writes leaseDurationSeconds with int()
     config.load_kube_config(config_file=kubeconfig)
     identity = f"{name}-{uuid.uuid4().hex[:6]}"
     print(identity, flush=True)
