@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from _timing import emit
 
 from crystal_runbook import sandbox
 from crystal_runbook.engine import durations
@@ -248,6 +249,16 @@ def main() -> None:
         print(f"{name:<40} {statistics.median(times):>9.2f} {max(times):>7.2f}  {', '.join(f'{t:.2f}' for t in times)}")
     print()
     print(f"bound after kill -9: Lease duration + one renew period = {lease + renew:g} s; after SIGTERM: one renew period = {renew:g} s")
+    for label in ("kill -9", "SIGTERM"):
+        peer = results.get(f"kubernetes.leaderelection, {label}")
+        emit(
+            f"leader takeover after {label} (Lease {lease:g} s, renew {renew:g} s)",
+            ours=results[f"crystal-runbook serve, {label}"],
+            peer=peer,
+            unit="s",
+            peer_name="kubernetes.leaderelection (LeaseLock)",
+            note="" if peer is not None else "the client refuses retry periods of 1 s or less",
+        )
     print(f"load average at the end: {load()}")
 
 
