@@ -36,6 +36,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from _timing import emit
+
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "crystal-runbook")
 KINDS = ("ours after kill -9", "ours, clean", "kubectl after kill -9")
@@ -146,6 +148,11 @@ def main() -> None:
             end = [e for _, e in figures[kind]]
             print(f"  {kind:<24} median {statistics.median(patch):5.2f} s (max {max(patch):5.2f})"
                   f" median {statistics.median(end):5.2f} s (max {max(end):5.2f})")
+        emit("emergency rollback right after kill -9 of a release (to its end)",
+             ours=[e for _, e in figures["ours after kill -9"]],
+             peer=[e for _, e in figures["kubectl after kill -9"]], unit="s",
+             peer_name="kubectl rollout undo + status",
+             note="ours ends verified, announced and documented")
         print("  (ours ends verified: rollout, legacy mode, health, error rate and p99, "
               "announced, documented; kubectl ends when the rollout completes)")
         print(f"  ({load()} at end)")

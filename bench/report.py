@@ -20,6 +20,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    beside = Path(sys.executable).parent / "kubectl"  # the venv's, which the benchmarks use
     kubectl = subprocess.run(
-        ["kubectl", "version", "--client", "-o", "json"], capture_output=True, text=True,
-        check=False,
+        [str(beside) if beside.exists() else "kubectl", "version", "--client", "-o", "json"],
+        capture_output=True, text=True, check=False,
     )
     try:
         kubectl_version = json.loads(kubectl.stdout)["clientVersion"]["gitVersion"]
@@ -96,7 +98,7 @@ def machine() -> str:
     )
 
 
-def document(records: list[dict[str, Any]], commit: str) -> str:
+def document(records: list[dict[str, Any]], commit: str, note: str = "") -> str:
     loads = [r["load"] for r in records if "load" in r and isinstance(r["load"], list)]
     load_range = (
         f"{min(x[0] for x in loads):.2f} to {max(x[0] for x in loads):.2f} (1-minute load average "
@@ -116,7 +118,7 @@ medians, ratio = ours / peer (below 1: we are faster). Lower is better in every 
 - machine: {machine()}
 - load average during the run: {load_range}. The machine is shared with other work (up to
   eight test runs at once on two cores when these were taken), which adds wall time to both
-  sides of every row; CPU-time figures are in each benchmark's own log.
+  sides of every row; CPU-time figures are in each benchmark's own log.{note and chr(10) + "- " + note}
 
 {table(records)}
 
@@ -133,7 +135,8 @@ scripts/bench.sh                  # every benchmark, quick rounds: prints the ta
 ```
 
 `scripts/bench.sh` needs the Debian packages `scripts/test.sh` installs (prometheus,
-postgresql, openssh-server). Each benchmark can also be run alone with more rounds, e.g.
+postgresql, openssh-server) and installs `prometheus-alertmanager` (the detection peer) when
+it can. Each benchmark can also be run alone with more rounds, e.g.
 `.venv/bin/python bench/rollback.py --rounds 9`; its docstring says what it measures and how.
 On a quiet machine the figures are lower and tighter; compare ratios, not absolute seconds,
 between machines.
@@ -144,6 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path)
     parser.add_argument("--write", type=Path, default=None)
+    parser.add_argument("--note", default="", help="a line about this run for the document")
     args = parser.parse_args()
     records = [json.loads(line) for line in args.results.read_text().splitlines() if line]
     print(table(records))
@@ -152,7 +156,7 @@ def main() -> None:
             ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
             text=True, check=False,
         ).stdout.strip()
-        args.write.write_text(document(records, commit))
+        args.write.write_text(document(records, commit, args.note))
         print(f"\nwritten: {args.write} ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)")
 
 

@@ -13,6 +13,15 @@ python=.venv/bin/python
 write=(--write docs/performance.md)
 [ "${1:-}" = "--no-write" ] && write=()
 
+# the trigger-detection peer: Debian's Alertmanager (not started as a service); without it
+# bench/detection.py reports the peer as missing
+if ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+    sudo_cmd=()
+    [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo -n)
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+        prometheus-alertmanager >/dev/null 2>&1 || echo "prometheus-alertmanager not installable" >&2
+fi
+
 logs=$(mktemp -d /tmp/crystal-bench-XXXXXX)
 export BENCH_RESULTS="$logs/results.jsonl"
 echo "{\"started\": \"$(date -u '+%Y-%m-%d %H:%M UTC')\"}" >"$BENCH_RESULTS"
@@ -35,6 +44,7 @@ missing() {  # missing SCENARIO WHY: a scenario of issue 16 that no benchmark me
 
 run cli_help.py --rounds 10
 run rollback.py --rounds 3 --ready-delay 0.5
+run crash_rollback.py --rounds 1
 run engine_overhead.py
 run slack.py --rounds 1 --commands 200 --clients 20 --steps 6
 run hosts.py --rounds 1 --hosts 20 --parts 1
