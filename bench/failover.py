@@ -102,9 +102,33 @@ class Cluster:
 class Candidate:
     """One process campaigning for a Lease; ``identity`` as it writes it in holderIdentity."""
 
-    def __init__(self, proc: subprocess.Popen[str], identity: str) -> None:
+    def __init__(self, proc: subprocess.Popen[str], identity: str, metrics: str = "") -> None:
         self.proc = proc
         self.identity = identity
+        self.metrics = metrics
+        """Its /metrics URL (ours), to know when it has seen the leader's Lease."""
+
+    def follows(self, leader: str, timeout: float) -> None:
+        """Wait until this follower has read the Lease held by ``leader`` (a follower that
+        first reads it after the leader died rightly waits a whole Lease duration from then:
+        that would measure its start, not the takeover). The peer says nothing: 2 s."""
+        if not self.metrics:
+            time.sleep(2.0)
+            return
+        deadline = time.monotonic() + timeout
+        wanted = f'holder="{leader}"'
+        while time.monotonic() < deadline:
+            try:
+                text = httpx.get(self.metrics, timeout=5).text
+            except httpx.HTTPError:
+                text = ""
+            if any(
+                ln.startswith("crystal_runbook_lease_holder{") and wanted in ln and ln.endswith(" 1.0")
+                for ln in text.splitlines()
+            ):
+                return
+            time.sleep(0.05)
+        raise SystemExit(f"the follower never saw {leader} lead")
 
     def stop(self, how: signal.Signals) -> float:
         """Send ``how``; returns the monotonic time it was sent (the process is reaped later)."""
@@ -162,8 +186,10 @@ def start_ours(root: Path, inventory: Path, n: int) -> Candidate:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"serve did not start:\n{log.read_text()}")
         time.sleep(0.05)
-    identity = log.read_text().split("replica ")[1].split(" ")[0]
-    return Candidate(proc, identity)
+    text = log.read_text()
+    identity = text.split("replica ")[1].split(" ")[0]
+    port = int(text.split("127.0.0.1:")[1].split(" ")[0])
+    return Candidate(proc, identity, f"http://127.0.0.1:{port}/metrics")
 
 
 def start_peer(root: Path, sb: sandbox.Sandbox, n: int, *, lease: float, renew: float) -> Candidate:
@@ -196,7 +222,7 @@ def rounds(
     for _ in range(count):
         n += 1
         follower = start(n)
-        time.sleep(1.0)  # the follower has looked at least once and follows
+        follower.follows(leader.identity, timeout)
         sent = leader.stop(how)
         led = cluster.wait_holder(lease_name, follower.identity.__eq__, timeout)
         times.append(led - sent)
