@@ -9,19 +9,22 @@ newest first by (started_at, id), the key of `runs --before`, on an index that e
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
 
 from crystal_runbook.engine.journal import common
-from crystal_runbook.engine.journal.records import EventRecord, RunRecord, StepRecord
+from crystal_runbook.engine.journal.records import EventRecord, RunRecord
+from crystal_runbook.engine.journal.writes import SqlWrites
 from crystal_runbook.engine.secrets import Redactor
 from crystal_runbook.postgres import conninfo, database, schema
 
 
-class PostgresJournal:
+class PostgresJournal(SqlWrites):
     """The journal in the database of ``CRYSTAL_DATABASE_URL``."""
+
+    PARAM = "%s"
 
     def __init__(self, db: database.Database, *, redactor: Redactor | None = None) -> None:
         self.db = db
@@ -29,165 +32,10 @@ class PostgresJournal:
         self._encoder = common.Encoder(self.redactor)
         self.host = socket.gethostname()
 
-    # -- writes ------------------------------------------------------------------------------
+    # -- writes: ``SqlWrites``, in the database's own transactions -------------------------
 
-    def _event(
-        self,
-        cur: psycopg.Cursor[Any],
-        run_id: str,
-        *,
-        step_id: str | None,
-        kind: str,
-        status: str,
-        message: str,
-        data: Mapping[str, Any] | None = None,
-    ) -> None:
-        cur.execute(
-            "INSERT INTO events (run_id, step_id, at, kind, status, message, data) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (
-                run_id,
-                step_id,
-                common.now_iso(),
-                kind,
-                status,
-                self.redactor.text(message),
-                self._encoder.dump(dict(data or {})),
-            ),
-        )
-
-    def create_run(self, run: RunRecord) -> None:
-        enc = self._encoder
-        with self.db.transaction(f"journalling run {run.id}") as cur:
-            cur.execute(
-                f"INSERT INTO runs ({common.RUN_COLUMNS}, runbook_text) VALUES "  # noqa: S608 - constant column lists, values bound  # nosec B608
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    run.id,
-                    run.runbook,
-                    run.env,
-                    run.service,
-                    enc.text(run.actor),
-                    run.status,
-                    enc.dump(run.params),
-                    run.started_at,
-                    run.ended_at,
-                    enc.text(run.error),
-                    run.host,
-                    run.pid,
-                    run.lock_key,
-                    run.runbook_path,
-                    run.runbook_digest,
-                    bool(run.drill),
-                    enc.dump(run.meta),
-                    run.runbook_text,
-                ),
-            )
-            for step in run.steps:
-                self._write_step(cur, step)
-            self._event(
-                cur,
-                run.id,
-                step_id=None,
-                kind="run",
-                status=run.status,
-                message=f"run of {run.runbook} started",
-                data={"env": run.env, "service": run.service, "actor": run.actor},
-            )
-
-    def update_run(
-        self,
-        run: RunRecord,
-        *,
-        event: str,
-        message: str = "",
-        data: Mapping[str, Any] | None = None,
-    ) -> None:
-        enc = self._encoder
-        with self.db.transaction(f"journalling run {run.id}") as cur:
-            cur.execute(
-                "UPDATE runs SET status = %s, ended_at = %s, error = %s, host = %s, pid = %s, "
-                "meta = %s WHERE id = %s",
-                (
-                    run.status,
-                    run.ended_at,
-                    enc.text(run.error),
-                    run.host,
-                    run.pid,
-                    enc.dump(run.meta),
-                    run.id,
-                ),
-            )
-            self._event(
-                cur,
-                run.id,
-                step_id=None,
-                kind="run",
-                status=event,
-                message=message or event,
-                data=data,
-            )
-
-    def _write_step(self, cur: psycopg.Cursor[Any], step: StepRecord) -> None:
-        enc = self._encoder
-        cur.execute(
-            f"INSERT INTO steps (run_id, {common.STEP_COLUMNS}) "  # noqa: S608 - constant column lists, values bound  # nosec B608
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (run_id, phase, idx) DO UPDATE SET id = excluded.id, "
-            "uses = excluded.uses, status = excluded.status, attempts = excluded.attempts, "
-            "changed = excluded.changed, summary = excluded.summary, "
-            "changes = excluded.changes, resolved = excluded.resolved, "
-            "outputs = excluded.outputs, evidence = excluded.evidence, error = excluded.error, "
-            "started_at = excluded.started_at, ended_at = excluded.ended_at",
-            (
-                step.run_id,
-                step.phase,
-                step.index,
-                step.id,
-                step.uses,
-                step.status,
-                step.attempts,
-                step.changed,
-                self.redactor.text(step.summary),
-                enc.dump(step.changes),
-                enc.dump(step.resolved),
-                enc.dump(step.outputs),
-                enc.dump(step.evidence),
-                enc.text(step.error),
-                step.started_at,
-                step.ended_at,
-            ),
-        )
-
-    def save_step(
-        self, step: StepRecord, *, message: str = "", data: Mapping[str, Any] | None = None
-    ) -> None:
-        with self.db.transaction(f"journalling step {step.id} of run {step.run_id}") as cur:
-            self._write_step(cur, step)
-            self._event(
-                cur,
-                step.run_id,
-                step_id=step.id,
-                kind="step",
-                status=step.status,
-                message=message or step.status,
-                data=data,
-            )
-
-    def add_event(
-        self,
-        run_id: str,
-        *,
-        step_id: str | None = None,
-        kind: str,
-        status: str,
-        message: str,
-        data: Mapping[str, Any] | None = None,
-    ) -> None:
-        with self.db.transaction(f"journalling an event of run {run_id}") as cur:
-            self._event(
-                cur, run_id, step_id=step_id, kind=kind, status=status, message=message, data=data
-            )
+    def _tx(self, what: str) -> AbstractContextManager[psycopg.Cursor[Any]]:
+        return self.db.transaction(what)
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from crystal_runbook import errors
 from crystal_runbook.engine.journal import common, sqlite_schema
 from crystal_runbook.engine.journal.common import RUN_COLUMNS as _RUN_COLUMNS
 from crystal_runbook.engine.journal.records import EventRecord, RunRecord, StepRecord
+from crystal_runbook.engine.journal.writes import SqlWrites
 from crystal_runbook.engine.secrets import Redactor
 
 BUSY_SECONDS = 10.0
@@ -134,7 +135,7 @@ def retry_busy(fn: Callable[[], object], *, seconds: float = BUSY_SECONDS) -> No
             time.sleep(0.05)
 
 
-class SqliteJournal:
+class SqliteJournal(SqlWrites):
     """The embedded journal in `<state dir>/journal.db`."""
 
     def __init__(self, path: Path, *, redactor: Redactor | None = None) -> None:
@@ -185,7 +186,7 @@ class SqliteJournal:
         )
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Cursor]:
+    def _tx(self, what: str = "") -> Iterator[sqlite3.Cursor]:
         """One write transaction; a full disk is ``errors.DiskFull``, rolled back."""
         with self._lock:
             cur = self._conn.cursor()
@@ -202,164 +203,6 @@ class SqliteJournal:
                 if not disk_full(exc):
                     raise
                 raise self._full(exc) from None
-
-    def _dump(self, value: Any) -> str:
-        return self._encoder.dump(value)
-
-    def _text(self, value: str | None) -> str | None:
-        return self._encoder.text(value)
-
-    def _event(
-        self,
-        cur: sqlite3.Cursor,
-        run_id: str,
-        *,
-        step_id: str | None,
-        kind: str,
-        status: str,
-        message: str,
-        data: Mapping[str, Any] | None = None,
-    ) -> None:
-        cur.execute(
-            "INSERT INTO events (run_id, step_id, at, kind, status, message, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                run_id,
-                step_id,
-                common.now_iso(),
-                kind,
-                status,
-                self.redactor.text(message),
-                self._dump(dict(data or {})),
-            ),
-        )
-
-    # -- writes ------------------------------------------------------------------------------
-
-    def create_run(self, run: RunRecord) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}, runbook_text) "  # noqa: S608 - constant column lists, values bound  # nosec B608
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run.id,
-                    run.runbook,
-                    run.env,
-                    run.service,
-                    self._text(run.actor),
-                    run.status,
-                    self._dump(run.params),
-                    run.started_at,
-                    run.ended_at,
-                    self._text(run.error),
-                    run.host,
-                    run.pid,
-                    run.lock_key,
-                    run.runbook_path,
-                    run.runbook_digest,
-                    int(run.drill),
-                    self._dump(run.meta),
-                    run.runbook_text,
-                ),
-            )
-            for step in run.steps:
-                self._write_step(cur, step)
-            self._event(
-                cur,
-                run.id,
-                step_id=None,
-                kind="run",
-                status=run.status,
-                message=f"run of {run.runbook} started",
-                data={"env": run.env, "service": run.service, "actor": run.actor},
-            )
-
-    def update_run(
-        self,
-        run: RunRecord,
-        *,
-        event: str,
-        message: str = "",
-        data: Mapping[str, Any] | None = None,
-    ) -> None:
-        with self._tx() as cur:
-            cur.execute(
-                "UPDATE runs SET status = ?, ended_at = ?, error = ?, host = ?, pid = ?, meta = ? "
-                "WHERE id = ?",
-                (
-                    run.status,
-                    run.ended_at,
-                    self._text(run.error),
-                    run.host,
-                    run.pid,
-                    self._dump(run.meta),
-                    run.id,
-                ),
-            )
-            self._event(
-                cur,
-                run.id,
-                step_id=None,
-                kind="run",
-                status=event,
-                message=message or event,
-                data=data,
-            )
-
-    def _write_step(self, cur: sqlite3.Cursor, step: StepRecord) -> None:
-        cur.execute(
-            "INSERT OR REPLACE INTO steps (run_id, phase, idx, id, uses, status, attempts, "
-            "changed, summary, changes, resolved, outputs, evidence, error, started_at, ended_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                step.run_id,
-                step.phase,
-                step.index,
-                step.id,
-                step.uses,
-                step.status,
-                step.attempts,
-                None if step.changed is None else int(step.changed),
-                self.redactor.text(step.summary),
-                self._dump(step.changes),
-                self._dump(step.resolved),
-                self._dump(step.outputs),
-                self._dump(step.evidence),
-                self._text(step.error),
-                step.started_at,
-                step.ended_at,
-            ),
-        )
-
-    def save_step(
-        self, step: StepRecord, *, message: str = "", data: Mapping[str, Any] | None = None
-    ) -> None:
-        with self._tx() as cur:
-            self._write_step(cur, step)
-            self._event(
-                cur,
-                step.run_id,
-                step_id=step.id,
-                kind="step",
-                status=step.status,
-                message=message or step.status,
-                data=data,
-            )
-
-    def add_event(
-        self,
-        run_id: str,
-        *,
-        step_id: str | None = None,
-        kind: str,
-        status: str,
-        message: str,
-        data: Mapping[str, Any] | None = None,
-    ) -> None:
-        with self._tx() as cur:
-            self._event(
-                cur, run_id, step_id=step_id, kind=kind, status=status, message=message, data=data
-            )
 
     # -- reads -------------------------------------------------------------------------------
 
