@@ -94,7 +94,7 @@ def test_kill_9_in_each_phase_then_resume_completes_without_double_apply(
             proc.kill()
         proc.communicate()
     run_id = only_run_id(cli)
-    assert json.loads(cli("runs", "show", run_id, "-o", "json").stdout)["status"] == "running"
+    assert json.loads(cli("runs", "show", run_id, "-o", "json").stdout)["status"] == "interrupted"
     resumed = cli("resume", run_id)
     assert resumed.returncode == 0, resumed.stderr
     assert "took over stale lock" in resumed.stderr
@@ -104,6 +104,79 @@ def test_kill_9_in_each_phase_then_resume_completes_without_double_apply(
     keys = [line.split()[0] for line in fakes.applies(cli.state)]
     assert sorted(keys) == ["first=1", "last=3", "middle=2"]
     assert fakes.read_state(cli.state)["middle"] == "2"
+
+
+def kill_9_in_verify(cli: Cli) -> str:
+    """Start the slow runbook, SIGKILL it while its middle step verifies; its run id."""
+    cli.write("runbooks/slow.yaml", SLOW.format(slow="verify_delay: 5"))
+    proc = cli.popen("run", "slow")
+    try:
+        wait_for(lambda: step_status(cli.state, "middle") == "verifying")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    return only_run_id(cli)
+
+
+class TestKilledRunsAreShownHonestly:
+    def test_runs_and_runs_show_say_interrupted_process_gone_with_the_resume_command(
+        self, cli: Cli
+    ) -> None:
+        """A run killed with kill -9 on this host is not shown as running forever."""
+        run_id = kill_9_in_verify(cli)
+        listed = cli("runs")
+        row = next(line for line in listed.stdout.splitlines() if line.startswith(run_id))
+        assert "interrupted" in row.split(), listed.stdout
+        assert "running" not in row.split(), listed.stdout
+        shown = cli("runs", "show", run_id)
+        assert f"status:  interrupted (process gone; `crystal-runbook resume {run_id}`)" in (
+            shown.stdout
+        ), shown.stdout
+        doc = json.loads(cli("runs", "show", run_id, "-o", "json").stdout)
+        assert doc["status"] == "interrupted"
+        assert [s["status"] for s in doc["steps"]] == ["ok", "interrupted", "pending"]
+        assert cli("resume", run_id).returncode == 0
+        assert json.loads(cli("runs", "show", run_id, "-o", "json").stdout)["status"] == "ok"
+
+    def test_a_takeover_journals_the_dead_run_interrupted_before_the_new_run_starts(
+        self, cli: Cli
+    ) -> None:
+        """The run that takes over the lock writes the dead run's end first; resume still works."""
+        dead = kill_9_in_verify(cli)
+        taker = cli("run", "slow", "-o", "json")
+        assert taker.returncode == 0, taker.stderr
+        new = json.loads(taker.stdout)["id"]
+        with sqlite3.connect(cli.state / "journal.db") as conn:
+            status, error, ended = conn.execute(
+                "SELECT status, error, ended_at FROM runs WHERE id = ?", (dead,)
+            ).fetchone()
+            steps = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT status FROM steps WHERE run_id = ? ORDER BY idx", (dead,)
+                )
+            ]
+            ended_seq = conn.execute(
+                "SELECT MIN(seq) FROM events WHERE run_id = ? AND kind = 'run' "
+                "AND status = 'interrupted'",
+                (dead,),
+            ).fetchone()[0]
+            new_first = conn.execute(
+                "SELECT MIN(seq) FROM events WHERE run_id = ?", (new,)
+            ).fetchone()[0]
+        assert status == "interrupted"
+        assert ended is not None
+        assert f"taken over by run {new}" in error
+        assert f"`crystal-runbook resume {dead}`" in error
+        assert steps == ["ok", "interrupted", "pending"]
+        assert ended_seq is not None
+        assert ended_seq < new_first
+        resumed = cli("resume", dead)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert json.loads(cli("runs", "show", dead, "-o", "json").stdout)["status"] == "ok"
 
 
 def test_resume_of_a_finished_run_does_nothing(cli: Cli) -> None:

@@ -90,6 +90,22 @@ class TestStaleTakeover:
         assert lease.takeover is not None
         assert lease.takeover.host == "other-host"
 
+    def test_a_takeover_names_the_dead_run_before_the_block_starts(
+        self, journal_backend: JournalBackend
+    ) -> None:
+        """hold_all reports the run whose lock it took over, before the caller's block runs."""
+        j = journal_backend.open()
+        journal_backend.locks(j, pid=DEAD_PID).acquire("k", run_id="dead-run", actor="bob")
+        seen: list[tuple[str, str]] = []
+        with locks.hold_all(
+            [journal_backend.locks(j)],
+            "k",
+            run_id="new-run",
+            actor="carol",
+            taken_over=lambda run, why: seen.append((run, why)),
+        ):
+            assert seen == [("dead-run", "its lock 'k' was taken over by run new-run")]
+
     def test_heartbeats_keep_a_lock_past_its_ttl(self, journal_backend: JournalBackend) -> None:
         """hold_all renews every TTL/3, so a live holder is never taken over."""
         j = journal_backend.open()

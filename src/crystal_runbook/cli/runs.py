@@ -54,6 +54,8 @@ def runs_cmd(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from crystal_runbook.engine import orphans
+
     opts = _common.options(ctx)
     with _common.handle_errors():
         if not _exists(opts):
@@ -65,7 +67,10 @@ def runs_cmd(
             return
         journal = _journal(opts)
         try:
-            runs = journal.list_runs(service=service, limit=limit, before=before)
+            runs = [  # a run killed on this host shows as interrupted, not running forever
+                orphans.as_seen(r)
+                for r in journal.list_runs(service=service, limit=limit, before=before)
+            ]
         finally:
             journal.close()
         _output.show_runs(opts, runs)
@@ -86,11 +91,13 @@ def show_cmd(
 
     Example: crystal-runbook runs show 3fa2c1d09b7e -o json
     """
+    from crystal_runbook.engine import orphans
+
     opts = _common.options(ctx)
     with _common.handle_errors():
         journal = _journal(opts)
         try:
-            _output.show_run(opts, journal.get_run(run_id))
+            _output.show_run(opts, orphans.as_seen(journal.get_run(run_id)))
         finally:
             journal.close()
 

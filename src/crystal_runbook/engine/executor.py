@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from crystal_runbook import errors
 from crystal_runbook.engine import journal as journal_mod
 from crystal_runbook.engine import locks as locks_mod
-from crystal_runbook.engine import templating, validation
+from crystal_runbook.engine import orphans, templating, validation
 from crystal_runbook.engine.events import Sink
 from crystal_runbook.engine.loader import LoadedRunbook
 from crystal_runbook.engine.model import FailureStep, Step
@@ -719,6 +719,14 @@ class Executor:
                 hint="add --yes, or answer yes at the prompt, once you know that run is dead",
             )
 
+        def taken_over(old_run_id: str, why: str) -> None:
+            if old_run_id == state.run.id:  # a resumed run journals its own restart
+                return
+            try:
+                orphans.journal_interrupted(self.journal, old_run_id, why)
+            except errors.CrystalError as exc:  # bookkeeping must not block this run
+                warn(f"could not journal run {old_run_id} as interrupted: {exc.message}")
+
         key = state.run.lock_key
         if key is None:
             if create:
@@ -733,6 +741,7 @@ class Executor:
             ttl=self.lock_ttl,
             warn=warn,
             break_lock=break_lock,
+            taken_over=taken_over,
         ):
             if create:
                 self._create(state)

@@ -212,6 +212,7 @@ def hold_all(
     ttl: float = DEFAULT_TTL,
     warn: Callable[[str], None] = lambda _m: None,
     break_lock: Callable[[errors.LockHeld], bool] | None = None,
+    taken_over: Callable[[str, str], None] = lambda _run, _why: None,
 ) -> Iterator[list[Lease]]:
     """Hold ``key`` in every backend for the duration of the block, renewing in the background.
 
@@ -222,6 +223,9 @@ def hold_all(
         break_lock: asked when a backend that can break locks (``can_break``, e.g. a
             Kubernetes Lease held from another host) refuses: True takes the lock over
             (`--break-lock`), with a warning naming the previous holder and ``actor``.
+        taken_over: called with the previous holder's run id and why, whenever a lock is
+            taken over (stale or broken), before the block starts: the caller journals
+            that run as interrupted (``engine.orphans``).
     """
     with ExitStack() as stack:
         leases: list[Lease] = []
@@ -240,6 +244,10 @@ def hold_all(
                     f"on {held.holder_host}, since {held.holder_started_at}): --break-lock by "
                     f"{actor}"
                 )
+                taken_over(
+                    held.holder_run_id,
+                    f"its lock {key!r} was broken by run {run_id} (--break-lock by {actor})",
+                )
                 continue
             stack.callback(_quiet_release, lease)
             leases.append(lease)
@@ -249,6 +257,7 @@ def hold_all(
                     f"took over stale lock {key!r} from run {old.run_id} ({old.actor} on "
                     f"{old.host}, pid {old.pid}, last heartbeat {old.heartbeat_at})"
                 )
+                taken_over(old.run_id, f"its lock {key!r} was taken over by run {run_id}")
         stop = threading.Event()
         thread = threading.Thread(
             target=_heartbeat,

@@ -12,7 +12,7 @@ from typing import Any
 from crystal_runbook import errors
 from crystal_runbook.engine import executor as executor_mod
 from crystal_runbook.engine import journal as journal_mod
-from crystal_runbook.engine import loader
+from crystal_runbook.engine import loader, orphans
 from crystal_runbook.engine import locks as locks_mod
 from crystal_runbook.engine import params as params_mod
 from crystal_runbook.service import live
@@ -164,9 +164,12 @@ def resume(
 def history(
     ws: Workspace, *, service: str | None = None, limit: int = 20, before: str | None = None
 ) -> list[journal_mod.RunRecord]:
-    """Runs newest first; ``before`` (a run id) gives the page after that run."""
-    return ws.journal.list_runs(service=service, limit=limit, before=before)
+    """Runs newest first; ``before`` (a run id) gives the page after that run. A run killed
+    on this host (journalled `running`, its process gone) shows as `interrupted`."""
+    found = ws.journal.list_runs(service=service, limit=limit, before=before)
+    return [orphans.as_seen(r) for r in found]
 
 
 def show(ws: Workspace, run_id: str) -> journal_mod.RunRecord:
-    return ws.journal.get_run(run_id)
+    """One run with its steps; a run killed on this host shows as `interrupted`."""
+    return orphans.as_seen(ws.journal.get_run(run_id))

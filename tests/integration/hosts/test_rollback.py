@@ -120,7 +120,7 @@ class TestResume:
         assert practice.snapshot() == killed_at
 
         runs = json.loads(practice.cli("runs", "-o", "json").stdout)
-        assert runs[0]["status"] == "running"
+        assert runs[0]["status"] == "interrupted"  # killed: its process is gone
         resumed = practice.cli("resume", runs[0]["id"], "--yes", "-o", "json")
         assert resumed.returncode == 0, resumed.stderr
         run = json.loads(resumed.stdout)

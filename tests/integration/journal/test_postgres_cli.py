@@ -83,7 +83,7 @@ def test_kill_9_then_resume_takes_over_the_stale_lock(cli: Cli, url: str) -> Non
             proc.kill()
         proc.communicate()
     runs = json.loads(cli("runs", "-o", "json", CRYSTAL_DATABASE_URL=url).stdout)
-    assert [r["status"] for r in runs] == ["running"]
+    assert [r["status"] for r in runs] == ["interrupted"]  # killed: its process is gone
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT run_id FROM locks").fetchall() == [(runs[0]["id"],)]
     resumed = cli("resume", runs[0]["id"], CRYSTAL_DATABASE_URL=url)

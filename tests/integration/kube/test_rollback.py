@@ -238,7 +238,7 @@ class TestResume:
         proc.communicate(timeout=10)
         cluster.sb.ready_delay = 0.1
         runs = json.loads(cluster.cli("runs", "-o", "json").stdout)
-        assert runs[0]["status"] == "running"
+        assert runs[0]["status"] == "interrupted"  # killed: its process is gone
         before = cluster.request_count()
         resumed = cluster.cli("resume", runs[0]["id"], "-o", "json")
         assert resumed.returncode == 0, resumed.stderr

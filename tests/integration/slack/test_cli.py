@@ -38,7 +38,7 @@ def test_resume_after_kill_during_the_post_does_not_post_twice(
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)
     runs = json.loads(workspace("runs", "-o", "json").stdout)
-    assert runs[0]["status"] == "running"  # killed: nobody journalled its end
+    assert runs[0]["status"] == "interrupted"  # killed: its process is gone
     resumed = workspace("resume", runs[0]["id"], "-o", "json", **slack_server.env(), **OFF)
     assert resumed.returncode == 0, resumed.stderr
     steps = {s["id"]: s for s in json.loads(resumed.stdout)["steps"]}
