@@ -47,9 +47,7 @@ def as_seen(run: journal_mod.RunRecord) -> journal_mod.RunRecord:
         run,
         status="interrupted",
         error=f"process gone; {resume_hint(run.id)}",
-        steps=[
-            replace(s, status="interrupted") if s.status in BUSY else s for s in run.steps
-        ],
+        steps=[replace(s, status="interrupted") if s.status in BUSY else s for s in run.steps],
     )
 
 

@@ -176,6 +176,12 @@ def slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def slack_unescape(text: str) -> str:
+    """Text escaped for Slack (``slack_escape``) as a person reads it: what the console and
+    the journal show; the escaped form belongs on the wire to Slack only."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def shell_quote(value: Any) -> str:
     """One shell word holding ``value`` (as text), whatever characters it has."""
     return shlex.quote(str(value))

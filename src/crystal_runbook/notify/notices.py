@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TextIO
 
-from crystal_runbook.engine import events, printable
+from crystal_runbook.engine import events, printable, templating
 from crystal_runbook.notify import jsonlog
 from crystal_runbook.notify import outbox as outbox_mod
 
@@ -23,6 +23,7 @@ def show(
     """Show ``entry`` (kept at ``path``) on ``stream``: a block of lines, or one JSON log
     line when `CRYSTAL_LOG_FORMAT=json`."""
     message = entry.message
+    text = templating.slack_unescape(message.text)  # as Slack would show it, not its wire form
     if os.environ.get("CRYSTAL_LOG_FORMAT", "").lower() == "json":
         event = events.Event(
             kind="notification",
@@ -34,7 +35,7 @@ def show(
             uses="slack.notify",
             data={
                 "channel": message.channel,
-                "text": message.text,
+                "text": text,
                 "reply_to": message.reply_to,
                 "file": message.file,
                 "outbox": str(path),
@@ -47,7 +48,7 @@ def show(
     if message.reply_to:
         where += f", in the thread of step {message.reply_to}"
     lines = [headline, f"  to: {where}"]
-    lines += [f"  | {line}" for line in (message.text.splitlines() or [""])]
+    lines += [f"  | {line}" for line in (text.splitlines() or [""])]
     if message.file:
         lines.append(f"  file: {message.file}")
     lines += [f"  {line}" for line in footer.splitlines()]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from crystal_runbook.engine import durations, journal
+from crystal_runbook.engine import durations, journal, templating
 from crystal_runbook.engine.events import Event
 
 ENDED = frozenset({"ok", "skipped", "failed", "interrupted", "refused"})
@@ -248,7 +248,8 @@ def step_line(step: StepState, now: float) -> str:
         parts.append(f"attempt {step.attempts}")
     line = " · ".join(parts)
     if step.note and step.status not in ("pending", "ok", "skipped"):
-        line += f" — {_clip(step.note, NOTE_CHARS)}"
+        # a note is plain text (a step's summary or error): escaped on its way to Slack
+        line += f" — {templating.slack_escape(_clip(step.note, NOTE_CHARS))}"
     return line
 
 

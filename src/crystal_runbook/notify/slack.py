@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from crystal_runbook import errors
+from crystal_runbook.engine import templating
 from crystal_runbook.engine.secrets import Redactor
 from crystal_runbook.notify import background, delivery, notices, slackapi, slackweb
 from crystal_runbook.notify import outbox as outbox_mod
@@ -130,7 +131,7 @@ class Notifier:
         """What ``send`` would do, for `plan` and the journal's intent."""
         message = self._message(notice)
         where = message.channel or "(no channel)"
-        text = notices.clip(message.text, 80)
+        text = notices.clip(templating.slack_unescape(message.text), 80)
         share = f"; then upload {message.file} into its thread" if message.file else ""
         if self.settings.configured:
             return f"post to {where}: {text}{share}"

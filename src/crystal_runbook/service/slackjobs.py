@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from crystal_runbook import errors
-from crystal_runbook.engine import durations
+from crystal_runbook.engine import durations, templating
 from crystal_runbook.engine import journal as journal_mod
 from crystal_runbook.service import approvals as approvals_mod
 from crystal_runbook.service import (
@@ -88,8 +88,11 @@ def _change_lines(planned: list[PlannedStep]) -> list[str]:
     for step in planned:
         if step.status != "change":
             continue
-        lines.append(f"• *{step.id}*: {step.summary}")
-        lines.extend(f"    `{c.render()}`" for c in step.changes[:MAX_CHANGES])
+        # summaries are plain text as a person reads them: escaped on their way to Slack
+        lines.append(f"• *{step.id}*: {templating.slack_escape(step.summary)}")
+        lines.extend(
+            f"    `{templating.slack_escape(c.render())}`" for c in step.changes[:MAX_CHANGES]
+        )
     return lines
 
 
@@ -110,7 +113,7 @@ def propose(app: SlackCommands, inv: Invocation, cmd: slackparse.Command) -> Non
         ws.close()
     failing = [p for p in planned if p.status == "error"]
     if failing:
-        reasons = [f"• *{p.id}*: {p.summary}" for p in failing]
+        reasons = [f"• *{p.id}*: {templating.slack_escape(p.summary)}" for p in failing]
         app.refuse(
             inv.user_id,
             inv.user_name,

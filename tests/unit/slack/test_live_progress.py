@@ -274,3 +274,14 @@ class TestTheThreadOfOurOwnMessage:
         assert all(r.try_now for r in replies)
         assert replies[0].at >= channel.delivered()[0].at
 
+
+
+def test_a_step_note_is_escaped_on_its_way_to_slack() -> None:
+    """A note (a summary as a person reads it) is escaped in the message: `<!channel>` pages nobody."""
+    from crystal_runbook.notify import progress as progress_mod
+
+    step = progress_mod.StepState(
+        id="announce", uses="slack.notify", status="applying", note="post: <!channel> a<b & c"
+    )
+    line = progress_mod.step_line(step, now=0.0)
+    assert line.endswith(" — post: &lt;!channel&gt; a&lt;b &amp; c"), line

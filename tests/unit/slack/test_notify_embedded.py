@@ -127,6 +127,51 @@ class TestEmbeddedDefault:
         assert outbox_files(tmp_path) == {}
 
 
+class TestConsoleShowsTextAsRead:
+    def test_plan_preview_shows_placeholders_and_typed_text_unescaped(self, tmp_path: Path) -> None:
+        """`plan` shows `(run <run.id>)` and a reason `a<b & c` as typed, not Slack's `&lt;`."""
+        ws = make_workspace(tmp_path)
+        write_runbook(
+            tmp_path,
+            "announce",
+            """
+            apiVersion: crystal-runbook/v1
+            kind: Runbook
+            name: announce
+            params:
+              service: {type: string, required: true}
+              reason: {type: string, default: "practice"}
+            steps:
+              - id: announce
+                uses: slack.notify
+                with: {text: "Rollback by {{ run.actor }}: {{ params.reason }} (run {{ run.id }})"}
+            """,
+        )
+        _, planned = service.runs.plan(ws, "announce", {"service": "maia", "reason": "a<b & c"})
+        ws.close()
+        summary = planned[0].summary
+        assert summary.endswith("Rollback by tester: a<b & c (run <run.id>)"), summary
+        assert "&lt;" not in summary
+        assert "&amp;" not in summary
+
+    def test_console_shows_text_as_read_and_the_wire_keeps_slack_escaping(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """stderr and the journal show `a<b & c`; the queued message (Slack's wire form) escapes it."""
+        ws = make_workspace(tmp_path)
+        result = service.runs.run(
+            ws, "announce", {"service": "maia", "reason": "<!channel> a<b & c"}
+        )
+        ws.close()
+        assert result.run.status == "ok"
+        err = capsys.readouterr().err
+        assert "| Rollback of maia in sandbox started by tester: <!channel> a<b & c" in err
+        assert "&lt;" not in err
+        outputs = step_outputs(make_workspace(tmp_path), result.run.id, "announce")
+        queued = json.loads(Path(outputs["outbox"]).read_text())
+        assert queued["message"]["text"].endswith(": &lt;!channel&gt; a&lt;b &amp; c")
+
+
 class TestOncePerRunAndStep:
     def _context(self, ws_root: Path, run_id: str) -> StepContext:
         return StepContext(
