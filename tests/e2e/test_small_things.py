@@ -200,6 +200,31 @@ class TestClearErrors:
         assert f"no kubeconfig at {missing}" in out.stderr
         assert "Invalid kube-config" not in out.stderr
 
+    def test_a_missing_kubeconfig_is_bad_input_for_the_dry_run_as_for_the_run(
+        self, cli: Cli
+    ) -> None:
+        """`rollback --dry-run` exits 2 like the real rollback, not 1 ("refuses")."""
+        missing = cli.root / "nowhere" / "kubeconfig.yaml"
+        cli.write(
+            "inventory/services.yaml",
+            f"""
+            services:
+              maia:
+                environments:
+                  sandbox:
+                    kubernetes: {{namespace: crystal, deployment: maia, kubeconfig: "{missing}"}}
+            """,
+        )
+        shipped = ("--runbooks", str(REPO / "runbooks"))
+        real = cli(*shipped, "rollback", "maia", "--env", "sandbox", "--yes")
+        assert real.returncode == 2, real.stdout + real.stderr
+        dry = cli(*shipped, "rollback", "maia", "--env", "sandbox", "--dry-run")
+        assert dry.returncode == 2, dry.stdout + dry.stderr
+        assert f"no kubeconfig at {missing}" in dry.stdout + dry.stderr
+        assert "(exit 1)" not in dry.stdout
+        planned = cli(*shipped, "plan", "rollback", "-p", "service=maia", "--env", "sandbox")
+        assert planned.returncode == 2, planned.stdout + planned.stderr
+
     def test_sandbox_up_on_a_busy_port_names_it(self, cli: Cli) -> None:
         """--port taken (also --detach): exit 1 naming the port, suggesting --port 0."""
         with socket.socket() as taken:

@@ -157,13 +157,19 @@ def show_plan(opts: GlobalOptions, request: Request, planned: list[PlannedStep])
     _print(f"{changes} step(s) would change something; nothing was changed.")
     refused = next((p for p in planned if p.status == "refused"), None)
     failed = [p.id for p in planned if p.status == "error"]
+    from crystal_runbook.engine.executor import plan_exit_code  # loaded by now: no cost
+
+    code = plan_exit_code(request, planned)
     if refused is not None:
-        _print(f"the run would be refused at step {refused.id}: nothing would be changed (exit 1).")
+        _print(
+            f"the run would be refused at step {refused.id}: nothing would be changed "
+            f"(exit {code})."
+        )
         exc = refused.exception
         if exc is not None and exc.hint:
             _print(f"  hint: {exc.hint}")
     elif failed:
-        _print(f"the check of {', '.join(failed)} failed: see above (exit 1).")
+        _print(f"the check of {', '.join(failed)} failed: see above (exit {code}).")
     elif request.env in runbook.confirm and not request.assume_yes:
         _print(f"{request.env} needs confirmation: add --yes to apply (exit 4).")
 

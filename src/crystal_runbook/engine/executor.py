@@ -153,12 +153,15 @@ def is_refusal(exc: errors.CrystalError) -> bool:
 def plan_exit_code(request: Request, planned: Sequence[PlannedStep]) -> int:
     """The exit code of `plan` / `--dry-run` (design.md section 4).
 
-    0 when every check succeeded; 1 when a check failed or refused; 4 when the environment
-    needs a confirmation that was not given and everything else is fine. (Bad input is
-    exit 2 before any check runs.) So `... --dry-run && ... --yes` is a safe idiom.
+    0 when every check succeeded; 1 when a check failed or refused; 2 when the first check
+    that failed did so on bad input (``errors.InputError``: no kubeconfig, an unknown
+    context), as the run itself would exit; 4 when the environment needs a confirmation that
+    was not given and everything else is fine. (Other bad input is exit 2 before any check
+    runs.) So `... --dry-run && ... --yes` is a safe idiom.
     """
-    if any(p.status in ("refused", "error") for p in planned):
-        return 1
+    first = next((p for p in planned if p.status in ("refused", "error")), None)
+    if first is not None:
+        return 2 if isinstance(first.exception, errors.InputError) else 1
     if request.env in request.loaded.runbook.confirm and not request.assume_yes:
         return 4
     return 0
