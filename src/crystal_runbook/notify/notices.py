@@ -63,8 +63,6 @@ def clip(text: str, limit: int) -> str:
 
 
 def display(path: Path) -> str:
-    """A path as a user would type it: relative to the working directory when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    """A path as messages name it: absolute, since a summary is journalled and read again
+    from other working directories (`runs show`, the incident document)."""
+    return os.path.abspath(path)

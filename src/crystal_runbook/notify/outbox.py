@@ -229,6 +229,11 @@ class Outbox:
 
     root: Path
 
+    def __post_init__(self) -> None:
+        # absolute: the journal, documents and outputs name files by it, read later from
+        # any working directory
+        self.root = Path(os.path.abspath(self.root))
+
     @classmethod
     def of(cls, state_dir: Path) -> Outbox:
         return cls(state_dir / DIRNAME)

@@ -172,6 +172,31 @@ class TestConsoleShowsTextAsRead:
         assert queued["message"]["text"].endswith(": &lt;!channel&gt; a&lt;b &amp; c")
 
 
+class TestOutboxPathsAreAbsolute:
+    def test_journal_and_outputs_name_the_outbox_by_its_absolute_path(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A run from inside the state dir's parent, with a relative state dir, journals
+        `/…/.crystal/outbox/…`, not a path that only means something from that directory."""
+        monkeypatch.chdir(tmp_path)
+        ws = make_workspace(Path("."))
+        result = service.runs.run(ws, "announce", {"service": "maia"})
+        ws.close()
+        assert result.run.status == "ok"
+        monkeypatch.chdir("/")
+        again = make_workspace(tmp_path)
+        run = service.runs.show(again, result.run.id)
+        events = [e.message for e in again.journal.events(result.run.id) if e.step_id == "announce"]
+        again.close()
+        announce = next(s for s in run.steps if s.id == "announce")
+        outbox = str(tmp_path / ".crystal" / "outbox") + "/"
+        assert announce.outputs["outbox"].startswith(outbox), announce.outputs
+        assert Path(announce.outputs["outbox"]).is_file()
+        queued = [m for m in events if "queued for" in m]
+        assert queued, events
+        assert all(f"in {outbox}" in m for m in queued), queued
+
+
 class TestOncePerRunAndStep:
     def _context(self, ws_root: Path, run_id: str) -> StepContext:
         return StepContext(
