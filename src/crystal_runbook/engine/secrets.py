@@ -73,10 +73,15 @@ class Redactor:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         env = os.environ if environ is None else environ
+        # a *_FILE variable (SLACK_SIGNING_SECRET_FILE) names the file that holds a secret:
+        # its value is a path, kept visible so an error can say which file it could not read
+        # (the secret read from it is added by whoever reads it)
         values = {
             value
             for name, value in env.items()
-            if looks_secret(name) and len(value) >= MIN_SECRET_LENGTH
+            if looks_secret(name)
+            and not name.upper().endswith("_FILE")
+            and len(value) >= MIN_SECRET_LENGTH
         }
         # longest first so a secret that contains another is replaced whole
         self._values = sorted(values, key=len, reverse=True)

@@ -51,3 +51,12 @@ class TestSecrets:
         """A *_FILE that cannot be read names the variable and the path."""
         with pytest.raises(errors.ConfigurationError, match="SLACK_APP_TOKEN_FILE: cannot read"):
             read_secret({"SLACK_APP_TOKEN_FILE": str(tmp_path / "missing")}, "SLACK_APP_TOKEN")
+
+
+def test_the_path_in_a_file_variable_is_not_hidden() -> None:
+    """SLACK_SIGNING_SECRET_FILE's value is a path: errors may name it; the secret is hidden."""
+    redactor = Redactor(
+        {"SLACK_SIGNING_SECRET_FILE": "/run/secrets/signing", "SLACK_BOT_TOKEN": "xoxb-bot-secret"}
+    )
+    assert redactor.text("cannot read /run/secrets/signing") == "cannot read /run/secrets/signing"
+    assert "xoxb-bot-secret" not in redactor.text("token xoxb-bot-secret")
