@@ -353,7 +353,9 @@ def held_locks(state: Path) -> list[str]:
 # A step's transitions, as the executor journals them. After a kill, `resume` starts the
 # step again from `checking` (its check decides whether the change is already there).
 NEXT = {
-    None: {"checking", "skipped", "pending"},
+    # interrupted first: its `checking` could not be written (a full disk); the run ended
+    # there, with the journal's space reserve, and nothing was done for the step
+    None: {"checking", "skipped", "pending", "interrupted"},
     "checking": {"applying", "verifying", "ok", "failed", "refused", "interrupted"},
     "applying": {"applied", "failed", "interrupted"},
     "applied": {"verifying", "ok", "failed", "interrupted"},
