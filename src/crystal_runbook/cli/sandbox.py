@@ -230,8 +230,15 @@ def status(ctx: typer.Context) -> None:
         raise typer.Exit(1)
     deployments = _deployments(str(endpoint["url"]))
     doc: dict[str, Any] = {"running": True, **info, "deployments": deployments}
+    up = f"up {info['uptime_seconds']:.0f}s"
+    head_start = info.get("seeded_pods_head_start_seconds") or 0
+    if head_start:  # else its pods' age (kubectl, /health) looks like a wrong uptime
+        up += (
+            f"; its seeded pods were started {head_start:.0f}s before it, with logs and "
+            "counters from then"
+        )
     lines = [
-        f"sandbox running at {info['url']} (pid {pid}, up {info['uptime_seconds']:.0f}s)",
+        f"sandbox running at {info['url']} (pid {pid}, {up})",
         f"  kubeconfig: {info['kubeconfig']}",
         f"  requests served: {info['requests']}; faults: {len(info['faults'])}",
     ]

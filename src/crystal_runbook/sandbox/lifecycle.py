@@ -93,6 +93,7 @@ class Sandbox:
         self.faults = faults.FaultSet(list(fault_list))
         self.request_log = requestlog.RequestLog(self.dir / "requests.jsonl")
         self.started_at = time.time()
+        self.seeded = seed_objects
         self._stopped = False
         self.api = api.Api(
             self.store,
@@ -195,6 +196,9 @@ class Sandbox:
             "namespace": NAMESPACE,
             "started_at": store.rfc3339(self.started_at),
             "uptime_seconds": round(time.time() - self.started_at, 3),
+            # the seeded pods start with a past (logs, counters): they are this much older
+            # than the sandbox, so `kubectl get pods` and /health show more than its uptime
+            "seeded_pods_head_start_seconds": seed.POD_AGE if self.seeded else 0.0,
             "resource_version": self.store.rv,
             "objects": counts,
             "config": self.config.as_dict(),

@@ -215,6 +215,10 @@ class TestCli:
             assert image == "registry.local/maia:1.4.2"
             status = json.loads(cli(state, "status", "--output", "json").stdout)
             assert status["running"] is True
+            # its uptime is the sandbox's own; the seeded pods' head start is said, not hidden
+            assert status["seeded_pods_head_start_seconds"] == 60.0
+            shown = cli(state, "status").stdout
+            assert "its seeded pods were started 60s before it" in shown, shown
             assert status["pid"] == pid
             assert status["deployments"] == [
                 {
