@@ -12,6 +12,7 @@ import pytest
 from crystal_runbook import service
 from crystal_runbook.engine.registry import StepContext
 from crystal_runbook.notify import outbox as outbox_mod
+from crystal_runbook.notify import slackweb
 from crystal_runbook.testing.slack_server import SlackServer
 from tests.unit.slack.helpers import make_workspace, outbox_files, step_outputs, write_runbook
 
@@ -257,6 +258,35 @@ class TestFallback:
         assert 0.5 < elapsed < 3.5
         assert "cannot reach the Slack Web API" in outputs["error"]
         assert any("retrying in" in m for m in events)
+        assert Path(outputs["outbox"]).exists()
+
+    def test_a_slack_that_refuses_connections_is_given_up_quickly(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Nothing listening and a 20 s step: a few quick tries (REFUSED_SECONDS), then queued."""
+        with SlackServer() as gone:
+            use(gone, monkeypatch)
+        write_runbook(
+            tmp_path,
+            "refused",
+            """
+            apiVersion: crystal-runbook/v1
+            kind: Runbook
+            name: refused
+            params:
+              service: {type: string, required: true}
+            steps:
+              - {id: announce, uses: slack.notify, with: {text: hello}, timeout: 20s}
+              - {id: after, uses: fake.set, with: {key: a, value: "1"}}
+            """,
+        )
+        started = time.monotonic()
+        ws, run_id = run(tmp_path, "refused")
+        outputs = step_outputs(ws, run_id, "announce")
+        ws.close()  # waits for deliveries still going on, as the end of a command does
+        elapsed = time.monotonic() - started
+        assert elapsed < slackweb.REFUSED_SECONDS + 2.5, elapsed  # was about 8 s
+        assert outputs.get("error") or outputs.get("pending"), outputs
         assert Path(outputs["outbox"]).exists()
 
     def test_a_retry_after_longer_than_the_step_is_not_waited_out(
