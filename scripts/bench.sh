@@ -45,6 +45,7 @@ missing() {  # missing SCENARIO WHY: a scenario of issue 16 that no benchmark me
 run cli_help.py --rounds 10
 run rollback.py --rounds 3 --ready-delay 0.5
 run crash_rollback.py --rounds 1
+run logs_follow.py --rounds 3 --seconds 6
 run engine_overhead.py
 run slack.py --rounds 1 --commands 200 --clients 20 --steps 6
 run hosts.py --rounds 1 --hosts 20 --parts 1
@@ -57,7 +58,6 @@ run sandbox.py --gets 200 --threads 10 --kubectl-gets 10 --kubectl-parallel 20
 run serve.py --runs 20
 run failover.py --rounds 1 --lease 4s --renew 1.5s
 run watch_footprint.py --minutes 1 --every 20
-missing "logs follow throughput vs kubectl logs -f -l" "no benchmark under bench/ measures it yet"
 
 "$python" bench/report.py "$BENCH_RESULTS" "${write[@]}"
 echo "($(cut -d' ' -f1-3 /proc/loadavg) load average at end; logs in $logs)" >&2
