@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from crystal_runbook import errors
-from crystal_runbook.engine import durations
+from crystal_runbook.engine import durations, orphans
 from crystal_runbook.engine import journal as journal_mod
 from crystal_runbook.incident.model import TARGET_SECONDS
 from crystal_runbook.service import drills
@@ -426,7 +426,7 @@ def _documented(ws: Workspace, clock: _Clock, service: str, env: str) -> Line:
     last_rollback: journal_mod.RunRecord | None = None
     last_drill: journal_mod.RunRecord | None = None
     for record in ws.journal.list_runs(service=service, limit=drills.HISTORY_SCAN):
-        if record.env != env or record.status == "running":
+        if record.env != env or orphans.as_seen(record).status == "running":
             continue
         run = ws.journal.get_run(record.id)
         if not any(

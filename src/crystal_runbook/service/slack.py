@@ -34,6 +34,7 @@ from typing import Any, Literal, Protocol
 from crystal_runbook import errors
 from crystal_runbook.engine import inventory as inventory_mod
 from crystal_runbook.engine import journal as journal_mod
+from crystal_runbook.engine import orphans
 from crystal_runbook.service import access as access_mod
 from crystal_runbook.service import approvals as approvals_mod
 from crystal_runbook.service import ratelimit, slackparse
@@ -312,7 +313,8 @@ class SlackCommands:
         allowed = set(envs)
         with self._journal_lock:
             runs = self.base.journal.list_runs(service=service, limit=STATUS_LIMIT)
-        return [r for r in runs if r.env in allowed]
+        # a run whose process is gone (kill -9) is not in progress: shown as `runs` shows it
+        return [orphans.as_seen(r) for r in runs if r.env in allowed]
 
     def status(self, envs: list[str]) -> Reply:
         running = [r for r in self._recent(envs) if r.status == "running"]
