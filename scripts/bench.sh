@@ -47,7 +47,7 @@ run rollback.py --rounds 3 --ready-delay 0.5
 run crash_rollback.py --rounds 1
 run logs_follow.py --rounds 3 --seconds 6
 run engine_overhead.py
-run slack.py --rounds 1 --commands 200 --clients 20 --steps 6
+run slack.py --rounds 3 --commands 200 --clients 200 --steps 6
 run hosts.py --rounds 1 --hosts 20 --parts 1
 run drill.py --rounds 1 --ready-delay 0.5
 run triggers.py
