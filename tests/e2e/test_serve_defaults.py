@@ -136,8 +136,8 @@ class TestBadInput:
              "SLACK_SIGNING_SECRET is not set: without it no request can be trusted"),
             (("--slack",), {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "",
                             "SLACK_SIGNING_SECRET_FILE": "/nonexistent/signing"},
-             # the variable's value is masked like every secret-looking variable's
-             "SLACK_SIGNING_SECRET_FILE: cannot read *****: No such file or directory"),
+             # a *_FILE variable holds a path, not a secret: the error names the file
+             "SLACK_SIGNING_SECRET_FILE: cannot read /nonexistent/signing: No such file or directory"),
             (("--socket-mode",), {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": ""},
              "--socket-mode needs SLACK_APP_TOKEN (an app-level token, xapp-...)"),
             (("--socket-mode",), {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xoxb-not-an-app-token"},
