@@ -27,7 +27,8 @@ imports the CLI:
   being imported (a second or more on a loaded machine, before any command has its own
   handling) ends the process quietly with "interrupted" and exit 130, instead of a
   KeyboardInterrupt traceback. No command has started then: nothing changed, nothing to
-  resume.
+  resume. The console script imports this module and calls ``main`` a few lines later, so
+  the same handling is installed when the module is imported by the console script.
 """
 
 from __future__ import annotations
@@ -99,12 +100,24 @@ def interrupted_while_starting() -> NoReturn:
     finish(130)
 
 
+def _before_main(signum: int, frame: object) -> None:
+    interrupted_while_starting()
+
+
+if os.path.basename(sys.argv[0] if sys.argv else "").startswith("crystal-runbook"):
+    # the console script imports this module, then calls ``main`` a few lines later: a
+    # Ctrl-C in between would print a KeyboardInterrupt traceback from the script itself
+    signal.signal(signal.SIGINT, _before_main)
+    signal.signal(signal.SIGTERM, _before_main)
+
+
 def main() -> NoReturn:
     """The console script: run the command line, then ``finish``."""
     gc.disable()
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     sys.modules.setdefault("kubernetes_validate", None)  # type: ignore[arg-type]  # "absent"
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from here
         signal.signal(signal.SIGTERM, _sigterm)  # as Ctrl-C, also while the CLI imports
         from crystal_runbook import cli
 

@@ -324,6 +324,7 @@ def test_invalid_mutations_change_nothing(
 @example(command="runs show", args=["../../../../etc/passwd"])
 @example(command="incident show", args=["x' OR '1'='1", "--format", "{{ 7*7 }}"])
 @example(command="validate", args=["/proc/self/environ"])
+@example(command="validate", args=["\x00"])  # was 'unexpected ValueError: embedded null byte'
 @example(command="logs", args=["maia", "--since", "1e309", "--tail", "-1", "--grep", "(a+)+$"])
 @example(command="runs", args=["--limit", "9" * 40, "--before", "\x00"])
 def test_read_only_commands_with_hostile_arguments(

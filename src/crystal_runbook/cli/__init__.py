@@ -163,8 +163,17 @@ def main(argv: list[str] | None = None) -> None:
     with contextlib.suppress(ValueError):  # not the main thread (a test harness)
         signal.signal(signal.SIGTERM, _sigterm)
     args = list(sys.argv[1:] if argv is None else argv)
-    args = _hoist.hoist_global_options(args)
     with _common.redacted_stdio():  # output echoes input, and input may hold a secret
+        for position, arg in enumerate(args, start=1):
+            if "\x00" in arg:  # no path, name or value holds one; the OS refuses it in paths
+                raise SystemExit(
+                    _common.fail(
+                        f"argument {position} contains a NUL character",
+                        code=2,
+                        hint="remove it (it cannot be part of a path, a name or a value)",
+                    ).exit_code
+                )
+        args = _hoist.hoist_global_options(args)
         try:
             app(args=args, prog_name="crystal-runbook")
         except Exception as exc:  # noqa: BLE001 - the last line of defence: no traceback, ever

@@ -99,7 +99,8 @@ class TestScale:
         assert before != 5
         assert "Planning `scale maia 5 sandbox`" in app.command("scale maia 5 sandbox", user_id=ALICE).text
         confirm = stack.confirm_message()
-        assert f"replicas: {before} -> 5" in str(confirm.blocks), confirm.blocks
+        # escaped for Slack on the wire (-&gt;), which Slack shows as ->
+        assert f"replicas: {before} -&gt; 5" in str(confirm.blocks), confirm.blocks
         assert stack.runs() == []  # nothing before Confirm
         app.press("confirm", buttons(confirm)["confirm"], user_id=ALICE, user_name="alice",
                   message_ts=confirm.ts)

@@ -43,7 +43,7 @@ class TestRollbackFromSlack:
         confirm = stack.confirm_message()
         assert "<@U0ALICE> asks to run `rollback maia sandbox bad release`" in confirm.text
         text = str(confirm.blocks)
-        assert "revision: 2 -> 1" in text  # what will change, from the plan
+        assert "revision: 2 -&gt; 1" in text  # what will change, from the plan (Slack-escaped)
         assert set(buttons(confirm)) == {"confirm", "cancel"}
         assert stack.runs() == []  # nothing runs before Confirm
         pressed = app.press(
@@ -190,7 +190,7 @@ class TestDrillFromSlack:
         assert "Planning `drill maia sandbox`" in answer.text, answer.body
         confirm = stack.confirm_message()
         assert "<@U0ALICE> asks to run `drill maia sandbox`" in confirm.text
-        assert "revision: 2 -> 1" in str(confirm.blocks)  # the rollback phase, from the plan
+        assert "revision: 2 -&gt; 1" in str(confirm.blocks)  # the rollback phase (Slack-escaped)
         assert stack.runs() == []
         app.press("confirm", buttons(confirm)["confirm"], user_id=ALICE, user_name="alice",
                   message_ts=confirm.ts)
