@@ -34,10 +34,14 @@ ROUNDS = int(os.environ.get("CHAOS_KILLS", "50"))
 LANES = 2
 LAST_EVENT = 28
 """A rollback on the sandbox journals about 31 events; the kill waits for 1 to this many."""
-EXTRA_ROUNDS = 10
+EXTRA_ROUNDS = 30
 """Rounds a lane may add, beyond its share, to replace runs that finished before their kill."""
 MARGIN = 3
-"""After a run finished before its kill, later kills wait for at most its event count less this."""
+"""Each run that finished before its kill lowers the latest kill moment by this many events
+below what that run journalled (and halves the jitter): on a fast machine the last events
+come within milliseconds of each other."""
+JITTER = 0.15
+"""Seconds of random delay after the chosen event, at most (before any run outran its kill)."""
 GOOD = "registry.local/maia:1.4.2"
 
 
@@ -58,6 +62,7 @@ class Lane:
         self.problems: list[str] = []
         self.killed_at: Counter[str] = Counter()
         self.max_wait = LAST_EVENT
+        self.max_jitter = JITTER
         self.rounds_run = 0
 
     @property
@@ -84,7 +89,7 @@ class Lane:
         since = rig.request_count()
         known = set(rigs.run_ids(rig.state))
         wait_events = self.rng.randint(1, self.max_wait)
-        jitter = self.rng.uniform(0.0, 0.15)
+        jitter = self.rng.uniform(0.0, self.max_jitter)
 
         proc = rig.spawn("rollback", "maia", "-o", "json")
         try:
@@ -121,7 +126,8 @@ class Lane:
             assert proc.returncode == 0, f"rollback exited {proc.returncode}: {err[-2000:]}"
             # draw later kill moments below the length of this run
             total = rigs.event_count(rig.state, run_id)
-            self.max_wait = max(1, min(self.max_wait, total - MARGIN))
+            self.max_wait = max(1, min(self.max_wait, total) - MARGIN)
+            self.max_jitter /= 2
 
         resumed = rig.cli("resume", run_id, "-o", "json")
         assert resumed.returncode == 0, (
