@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import secrets
 import sqlite3
 import textwrap
 from collections.abc import Iterator
@@ -55,7 +56,8 @@ def budget(n: int) -> Any:
 
 
 SECRETS = rigs.planted_secrets()
-SLACK_TOKEN = "xoxb-2222222222-chaosplanted-" + SECRETS["CRYSTAL_CHAOS_PASSWORD"][-16:]
+# a bot-token shape made fresh for each run (no token-like literal in the repository)
+SLACK_TOKEN = f"xoxb-{secrets.randbelow(10**10):010d}-" + SECRETS["CRYSTAL_CHAOS_PASSWORD"][-16:]
 PLANTED = {**SECRETS, "SLACK_BOT_TOKEN": SLACK_TOKEN}
 
 # -- what hostile input looks like ----------------------------------------------------------

@@ -4,6 +4,7 @@ shipped inventory and runbooks, the SQLite journal, the sandbox (Slack: the loca
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,6 +23,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 BIN = Path(sys.executable).parent
 SECRET = "crystal-test-signing-secret-0123456789"  # noqa: S105 - a fake for tests
+
+# fake tokens of the right shapes, made fresh for each run (no token-like literal in the repo)
+BOT_TOKEN = f"xoxb-{secrets.token_hex(8)}"
+NOT_AN_APP_TOKEN = f"xoxb-{secrets.token_hex(8)}"  # a bot token where an app token belongs
 
 
 def test_serve_slack_scheduler_watch_on_the_embedded_defaults(tmp_path: Path) -> None:
@@ -132,15 +137,15 @@ class TestBadInput:
         [
             (("--slack",), {"SLACK_BOT_TOKEN": "", "SLACK_SIGNING_SECRET": SECRET},
              "SLACK_BOT_TOKEN is not set: the Slack app needs its bot token"),
-            (("--slack",), {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": ""},
+            (("--slack",), {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": ""},
              "SLACK_SIGNING_SECRET is not set: without it no request can be trusted"),
-            (("--slack",), {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "",
+            (("--slack",), {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": "",
                             "SLACK_SIGNING_SECRET_FILE": "/nonexistent/signing"},
              # a *_FILE variable holds a path, not a secret: the error names the file
              "SLACK_SIGNING_SECRET_FILE: cannot read /nonexistent/signing: No such file or directory"),
-            (("--socket-mode",), {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": ""},
+            (("--socket-mode",), {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": ""},
              "--socket-mode needs SLACK_APP_TOKEN (an app-level token, xapp-...)"),
-            (("--socket-mode",), {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xoxb-not-an-app-token"},
+            (("--socket-mode",), {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_APP_TOKEN": NOT_AN_APP_TOKEN},
              "--socket-mode needs SLACK_APP_TOKEN (an app-level token, xapp-...)"),
         ],
         ids=["no-bot-token", "no-signing-secret", "unreadable-secret-file", "no-app-token",
@@ -157,4 +162,4 @@ class TestBadInput:
         assert "listening" not in out.stderr
         assert "Traceback" not in out.stderr
         assert SECRET not in out.stderr
-        assert "xoxb-not-an-app-token" not in out.stderr
+        assert NOT_AN_APP_TOKEN not in out.stderr
