@@ -17,6 +17,13 @@ imports the CLI:
   reads it), `import kubernetes` loads it, with jsonschema, for the dynamic client's
   validation, which crystal-runbook never uses: 0.1 s or more before a rollback's first
   request. The command-line process marks it absent, as it is in a production install.
+- The kubernetes package: ``import kubernetes.client`` runs the package's ``__init__``,
+  which imports all of its parts, among them ``config`` with requests, oauthlib and
+  requests-oauthlib, and the dynamic client, watch, stream, leader election and informer
+  modules (0.1 s of CPU before a rollback's first request). crystal-runbook uses only the
+  client's transport and, for kubeconfigs beyond static credentials, the config loader. The
+  command-line process loads those parts lazily (``importlib.util.LazyLoader``): each is
+  executed on first use, as before, and never when unused.
 - End: once the command has closed the journal, released its locks and Lease and printed
   its result, the interpreter would still free every object one by one and collect the
   garbage (0.4 s after a rollback here). ``finish`` flushes stdout and stderr, runs the
@@ -36,14 +43,50 @@ from __future__ import annotations
 import atexit
 import contextlib
 import gc
+import importlib.machinery
 import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 from typing import NoReturn
 
 LONG_RUNNING = frozenset({"watch", "serve", "logs", "sandbox", "demo", "drill"})
 """Commands that may run for hours: they keep the garbage collector."""
+
+
+LAZY_MODULES = frozenset(
+    f"kubernetes.{part}"
+    for part in ("config", "dynamic", "watch", "stream", "leaderelection", "informer")
+)
+"""Parts of the kubernetes package loaded on first use in the command-line process."""
+
+
+class _LazyFinder:
+    """Finds ``LAZY_MODULES`` as usual, with their loader wrapped in ``LazyLoader``.
+
+    A meta path finder by protocol (``find_spec``): ``importlib.abc`` costs 20 ms to import.
+    """
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname not in LAZY_MODULES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            from importlib.util import LazyLoader
+
+            spec.loader = LazyLoader(spec.loader)
+        return spec
+
+
+def load_lazily() -> None:
+    """Load ``LAZY_MODULES`` on first use from now on (once per process)."""
+    if not any(isinstance(finder, _LazyFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _LazyFinder())
 
 
 def command_name(args: list[str]) -> str | None:
@@ -116,6 +159,7 @@ def main() -> NoReturn:
     gc.disable()
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     sys.modules.setdefault("kubernetes_validate", None)  # type: ignore[arg-type]  # "absent"
+    load_lazily()
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from here
         signal.signal(signal.SIGTERM, _sigterm)  # as Ctrl-C, also while the CLI imports

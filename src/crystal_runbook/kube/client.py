@@ -1,8 +1,9 @@
 """Kubernetes API access for a target: the official client's transport, errors translated.
 
-We use the official `kubernetes` client's ``ApiClient`` (kubeconfig loading, auth, TLS,
-connection pool) but not its generated API classes: importing `AppsV1Api` and `CoreV1Api`
-costs 1.2 s here, more than a whole `kubectl rollout undo`. Requests name the REST path and
+We use the official `kubernetes` client's ``ApiClient`` (auth, TLS, connection pool, and
+kubeconfig loading beyond static credentials, which ``kubeconfig`` reads faster) but not its
+generated API classes: importing `AppsV1Api` and `CoreV1Api` costs 1.2 s here, more than a
+whole `kubectl rollout undo`. Requests name the REST path and
 return the server's JSON as dicts, exactly what the server sent.
 
 - The kubeconfig is the target's `kubernetes.kubeconfig` (relative to the working directory),
@@ -285,15 +286,15 @@ def connect(target: KubeTarget) -> Kube:
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
-        from kubernetes.client.api_client import ApiClient
         from kubernetes.client.configuration import Configuration
-        from kubernetes.config import kube_config
-        from kubernetes.config.config_exception import ConfigException
+
+        from crystal_runbook.kube import kubeconfig
 
         configuration = Configuration()
         shown = path or "~/.kube/config"
         file = Path(shown).expanduser()
-        if not file.exists():
+        inside = in_cluster(path, target.context)
+        if not inside and not file.exists():
             sandbox = file.name == "kubeconfig" and file.parent.name == "sandbox"
             raise errors.ConfigurationError(
                 f"no kubeconfig at {file}"
@@ -304,8 +305,13 @@ def connect(target: KubeTarget) -> Kube:
                 else "set KUBECONFIG, or kubernetes.kubeconfig of the environment in "
                 "inventory/services.yaml",
             )
+        if not inside and kubeconfig.load(str(file), target.context, configuration):
+            return _keep(key, configuration)
+        from kubernetes.config import kube_config
+        from kubernetes.config.config_exception import ConfigException
+
         try:
-            if in_cluster(path, target.context):
+            if inside:
                 from kubernetes.config import incluster_config
 
                 shown = "the pod's service account"
@@ -340,10 +346,17 @@ def connect(target: KubeTarget) -> Kube:
                 "a YAML mapping with clusters, contexts and users (`kubectl config view` "
                 "shows one)",
             ) from None
-        configuration.retries = False  # ours: bounded by the step's deadline
-        kube = Kube(ApiClient(configuration))
-        _CACHE[key] = kube
-        return kube
+        return _keep(key, configuration)
+
+
+def _keep(key: tuple[str | None, str | None], configuration: Any) -> Kube:
+    """A client on ``configuration``, cached for ``key`` (call with ``_CACHE_LOCK`` held)."""
+    from kubernetes.client.api_client import ApiClient
+
+    configuration.retries = False  # ours: bounded by the step's deadline
+    kube = Kube(ApiClient(configuration))
+    _CACHE[key] = kube
+    return kube
 
 
 def in_cluster(path: str | None, context: str | None) -> bool:
