@@ -194,21 +194,31 @@ def target_key(target: str) -> str:
 
 
 def dump_latest(ring: Ring, targets: list[str], selectors: list[promql.Selector]) -> dict[str, Any]:
-    """Each target's latest successful scrape, only the series some selector matches."""
-    out: dict[str, Any] = {}
-    for target in targets:
-        last = next(
-            (s for s in reversed(ring.scrapes(target)) if s.error is None),
-            None,
-        )
-        if last is None:
-            continue
-        kept = [
+    """Each target's latest successful scrape, only the series some selector matches, with
+    an earlier one under ``earlier``: the newest at least ``MIN_GAP`` before it, else the
+    oldest. With both, the next process's first scrape makes a ``rate()`` at once even when
+    it comes less than ``MIN_GAP`` after the latest (`health` run again at once)."""
+
+    def kept(scrape: Scrape) -> dict[str, Any]:
+        samples = [
             [list(labels), value]
-            for labels, value in last.samples.items()
+            for labels, value in scrape.samples.items()
             if any(sel.matches(dict(labels)) for sel in selectors)
         ]
-        out[target_key(target)] = {"at": last.at, "samples": kept}
+        return {"at": scrape.at, "samples": samples}
+
+    out: dict[str, Any] = {}
+    for target in targets:
+        good = [s for s in ring.scrapes(target) if s.error is None]
+        if not good:
+            continue
+        last = good[-1]
+        entry = kept(last)
+        older = [s for s in good[:-1] if s.at <= last.at - MIN_GAP]
+        earlier = older[-1] if older else (good[0] if len(good) > 1 else None)
+        if earlier is not None:
+            entry["earlier"] = kept(earlier)
+        out[target_key(target)] = entry
     return out
 
 
@@ -216,25 +226,37 @@ def load_latest(
     ring: Ring, targets: list[str], saved: Mapping[str, Any], *, now: float, max_age: float
 ) -> int:
     """Put saved scrapes (``dump_latest``) of these targets taken within ``max_age`` seconds
-    before ``now`` back in the ring; returns how many were taken back."""
+    before ``now`` back in the ring; returns how many targets were taken back."""
     taken = 0
     for target in targets:
         entry = saved.get(target_key(target))
         if not isinstance(entry, Mapping):
             continue
-        at = entry.get("at")
-        if not isinstance(at, int | float) or not now - max_age <= at <= now:
-            continue
-        samples: dict[Labels, float] = {}
-        for item in entry.get("samples") or []:
-            try:
-                labels, value = item
-                samples[tuple((str(k), str(v)) for k, v in labels)] = float(value)
-            except (TypeError, ValueError):
-                continue
-        ring.add(target, Scrape(at=float(at), samples=samples))
-        taken += 1
+        found = False
+        for saved_entry in (entry.get("earlier"), entry):
+            scrape = _saved_scrape(saved_entry, now=now, max_age=max_age)
+            if scrape is not None:
+                ring.add(target, scrape)
+                found = True
+        taken += found
     return taken
+
+
+def _saved_scrape(entry: object, *, now: float, max_age: float) -> Scrape | None:
+    """A scrape saved by ``dump_latest``, if it is one and within ``max_age`` before ``now``."""
+    if not isinstance(entry, Mapping):
+        return None
+    at = entry.get("at")
+    if not isinstance(at, int | float) or not now - max_age <= at <= now:
+        return None
+    samples: dict[Labels, float] = {}
+    for item in entry.get("samples") or []:
+        try:
+            labels, value = item
+            samples[tuple((str(k), str(v)) for k, v in labels)] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return Scrape(at=float(at), samples=samples)
 
 
 def parse_text(text: str, *, job: str, instance: str) -> dict[Labels, float]:

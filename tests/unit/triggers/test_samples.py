@@ -54,6 +54,26 @@ class TestKeptSamples:
         finally:
             ws.close()
 
+    def test_a_look_at_once_after_another_scrapes_once(
+        self, tmp_path: Path, metrics: MetricsServer
+    ) -> None:
+        """`health` again at once: its scrape is less than a gap after the last kept one, but
+        the earlier kept scrape (a gap before that) makes the rate, with no wait."""
+        ws = workspace(tmp_path, metrics.url)
+        try:
+            assert report_value(ws) is not None
+            assert metrics.service.hits == 2
+            started = time.monotonic()
+            assert report_value(ws) is not None
+            assert metrics.service.hits == 3
+            assert time.monotonic() - started < scrape.MIN_GAP / 2
+            started = time.monotonic()
+            assert report_value(ws) is not None
+            assert metrics.service.hits == 4
+            assert time.monotonic() - started < scrape.MIN_GAP / 2
+        finally:
+            ws.close()
+
     def test_samples_older_than_the_range_are_not_used(
         self, tmp_path: Path, metrics: MetricsServer
     ) -> None:
@@ -65,6 +85,7 @@ class TestKeptSamples:
             data = json.loads(path.read_text())
             for entry in data["targets"].values():
                 entry["at"] -= 120
+                entry["earlier"]["at"] -= 120
             path.write_text(json.dumps(data))
             report_value(ws)
             assert metrics.service.hits == 4
@@ -105,3 +126,22 @@ class TestDumpAndLoad:
         assert scrape.load_latest(back, ["http://a/metrics"], saved, now=110.0, max_age=59) == 1
         assert back.scrapes("http://a/metrics")[0].samples == {labels: 5.0}
         assert scrape.load_latest(scrape.Ring(), ["http://a/metrics"], saved, now=99.0, max_age=59) == 0
+
+    def test_an_earlier_scrape_a_gap_before_the_latest_goes_too(self) -> None:
+        """Of scrapes at 100, 100.6, 101.2 and 101.5 the latest goes out with the newest at
+        least MIN_GAP older (100); an old file without `earlier` still loads."""
+        ring = scrape.Ring()
+        labels = (("__name__", "x_total"), ("job", "maia"))
+        for at in (100.0, 100.6, 101.2, 101.5):
+            ring.add("http://a/metrics", scrape.Scrape(at=at, samples={labels: at}))
+        selector = promql.selectors(promql.parse("rate(x_total[1m])"))
+        saved = json.loads(json.dumps(scrape.dump_latest(ring, ["http://a/metrics"], selector)))
+        entry = next(iter(saved.values()))
+        assert (entry["earlier"]["at"], entry["at"]) == (100.0, 101.5)
+        back = scrape.Ring()
+        assert scrape.load_latest(back, ["http://a/metrics"], saved, now=102.0, max_age=59) == 1
+        assert [s.at for s in back.scrapes("http://a/metrics")] == [100.0, 101.5]
+        del entry["earlier"]
+        old = scrape.Ring()
+        assert scrape.load_latest(old, ["http://a/metrics"], saved, now=102.0, max_age=59) == 1
+        assert [s.at for s in old.scrapes("http://a/metrics")] == [101.5]
