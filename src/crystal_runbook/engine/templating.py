@@ -31,12 +31,19 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, Undefined, nodes
+from jinja2 import (
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateSyntaxError,
+    Undefined,
+    nodes,
+)
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
@@ -279,8 +286,7 @@ def _render(value: Any, context: Mapping[str, Any], loc: PathKey, dialect: str |
                 if dialect in WHOLE_VALUE:
                     return str(native) if isinstance(native, Markup) else ESCAPES[dialect](native)
                 return _escape_data(native, ESCAPES[dialect])
-            env = _ENV if dialect is None else _MARKUP_ENVS[dialect]
-            rendered = env.from_string(value).render(**context)
+            rendered = _template(dialect, value).render(**context)
         except TemplateError as exc:
             raise RenderError(loc, f"template error: {exc.message or exc}") from None
         except (OverflowError, MemoryError, RecursionError, ValueError, TypeError) as exc:
@@ -361,9 +367,26 @@ def evaluate(expression: str, context: Mapping[str, Any], loc: PathKey = ()) -> 
         _iterations.reset(budget)
 
 
+COMPILED_CACHE = 512
+"""Compiled templates and expressions kept per process (a runbook's are rendered again at
+each step, each retry and each run of `serve`; compiling one costs about 2 ms)."""
+
+
+@functools.lru_cache(maxsize=COMPILED_CACHE)
+def _template(dialect: str | None, source: str) -> Template:
+    """``source`` compiled in the environment of ``dialect`` (a syntax error is not kept)."""
+    return (_ENV if dialect is None else _MARKUP_ENVS[dialect]).from_string(source)
+
+
+@functools.lru_cache(maxsize=COMPILED_CACHE)
+def _expression(expr: str) -> Callable[..., Any]:
+    """``expr`` compiled as an expression (a syntax error is not kept)."""
+    return _ENV.compile_expression(expr, undefined_to_none=False)
+
+
 def _native(expr: str, context: Mapping[str, Any]) -> Any:
     """Evaluate an expression to a Python value; an undefined part raises at once."""
-    value = _ENV.compile_expression(expr, undefined_to_none=False)(**context)
+    value = _expression(expr)(**context)
     _raise_undefined(value)
     return value
 
