@@ -58,3 +58,18 @@ class TestMalformedKubeconfig:
         path = tmp_path / "kubeconfig"
         path.write_text("clusters: 5\ncontexts: 5\ncurrent-context: x\n")
         assert "an entry has the wrong shape" in connect(path).message
+
+
+def test_inside_a_pod_without_a_kubeconfig_the_service_account_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No KUBECONFIG and no ~/.kube/config inside a pod: the pod's service account is tried
+    (here it has no token, so it says so), not "no kubeconfig at ~/.kube/config"."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    with pytest.raises(errors.ConfigurationError) as caught:
+        client.connect(client.KubeTarget(deployment="maia"))
+    assert "the pod's service account" in caught.value.message
+    assert "no kubeconfig" not in caught.value.message
