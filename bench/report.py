@@ -116,9 +116,9 @@ medians, ratio = ours / peer (below 1: we are faster). Lower is better in every 
 
 - run: {started}, commit `{commit}`
 - machine: {machine()}
-- load average during the run: {load_range}. The machine is shared with other work (up to
-  eight test runs at once on two cores when these were taken), which adds wall time to both
-  sides of every row; CPU-time figures are in each benchmark's own log.{note and chr(10) + "- " + note}
+- load average during the run: {load_range}. On a machine shared with other work the load
+  adds wall time to both sides of every row; CPU-time figures are in each benchmark's own
+  log.{note and chr(10) + "- " + note}
 
 {table(records)}
 
