@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -271,17 +272,33 @@ def backend_workspace(
     ws.close()
 
 
+_WORKERS_PLANTED: set[str] = set()
+"""Secrets the pytest-xdist workers generated at run time (their ``secretscan.plant``)."""
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist, in the controller: a worker ended; keep the secrets it planted."""
+    output = getattr(node, "workeroutput", None) or {}
+    _WORKERS_PLANTED.update(output.get("planted_secrets", ()))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The secret scan of everything this run made the product write (tests/secretscan.py):
     journals, logs, incident documents and outbox entries under the run's temporary
     directory must hold none of the tokens and passwords the tests planted; a finding fails
-    the session."""
+    the session. Under pytest-xdist each worker hands the secrets it generated to the
+    controller, which scans every worker's directory (they are inside its own)."""
     from tests import secretscan
 
+    if hasattr(session.config, "workerinput"):  # a pytest-xdist worker
+        session.config.workeroutput["planted_secrets"] = sorted(secretscan.generated())  # type: ignore[attr-defined]  # set by pytest-xdist
+        return
     factory = getattr(session.config, "_tmp_path_factory", None)
     if factory is None or getattr(factory, "_basetemp", None) is None:
         return  # nothing was written to a temporary directory
-    findings = secretscan.outputs(factory.getbasetemp(), secretscan.planted())
+    planted = secretscan.planted() | _WORKERS_PLANTED
+    findings = secretscan.outputs(factory.getbasetemp(), planted)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     for finding in findings:
         line = f"secret scan: {finding}"

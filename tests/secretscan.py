@@ -56,6 +56,11 @@ def marked_fakes(roots: Iterable[Path] = (REPO / "tests", REPO / "src/crystal_ru
     return {value for value in found if value.strip() and " " not in value}
 
 
+def generated() -> set[str]:
+    """The secrets this process's tests generated at run time (``plant``)."""
+    return set(_planted)
+
+
 def planted() -> set[str]:
     return marked_fakes() | _planted
 
