@@ -402,26 +402,17 @@ class TolerantOutbox(Outbox):
             return self.path(entry)
 
     def park(self, entry: Entry) -> Path:
-        """Store the latest state of a message update (``message.update``), replacing the
-        one waiting under its key but keeping that one's place in the queue (its
-        ``created_at``), and dropping the record of an earlier delivered state."""
-        waiting = self.root / f"{entry.key}.json"
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            entry = entry.with_(created_at=_read(waiting).created_at)
-        path = self.write(entry)
-        with contextlib.suppress(FileNotFoundError):
-            (self.sent_dir / f"{entry.key}.json").unlink()
-        return path
+        try:
+            return super().park(entry)
+        except OSError as exc:  # the earlier delivered state's record cannot be removed
+            self._failed(f"drop {self.sent_dir / f'{entry.key}.json'}", exc)
+            return self.path(entry)
 
     def unpark(self, key: str) -> None:
-        """Drop a parked update (a newer state reached Slack)."""
-        with contextlib.suppress(FileNotFoundError):
-            (self.root / f"{key}.json").unlink()
-
-    def mark_posted(self, entry: Entry, delivery: Delivery) -> Entry:
-        posted = entry.with_(status=POSTED, delivery=delivery, last_error=None)
-        self.write(posted)
-        return posted
+        try:
+            super().unpark(key)
+        except OSError as exc:
+            self._failed(f"drop {self.root / f'{key}.json'}", exc)
 
     def mark_sent(
         self, entry: Entry, delivery: Delivery, *, upload: FileShare | None = None

@@ -162,3 +162,27 @@ class TestSettings:
         assert settings.configured is False
         assert settings.problem is not None
         assert problem in settings.problem
+
+
+class TestTolerantOutbox:
+    """While a step sends, an outbox that cannot be kept is reported, never raised."""
+
+    def test_park_and_unpark_report_what_cannot_be_removed(self, tmp_path: Path) -> None:
+        """The earlier delivered state's record and the parked file are directories here:
+        removing them fails, and each failure goes to ``on_error`` with the path."""
+        failures: list[str] = []
+        box = outbox_mod.TolerantOutbox(
+            tmp_path / "outbox", on_error=lambda what, _exc: failures.append(what)
+        )
+        update = entry()
+        (box.sent_dir / f"{update.key}.json").mkdir(parents=True)
+        parked = box.root / f"{update.key}.json"
+        assert box.park(update) == parked
+        assert parked.exists()  # parked all the same
+        parked.unlink()
+        parked.mkdir()
+        box.unpark(update.key)
+        assert failures == [
+            f"drop {box.sent_dir / f'{update.key}.json'}",
+            f"drop {box.root / f'{update.key}.json'}",
+        ]
