@@ -23,7 +23,9 @@ imports the CLI:
   modules (0.1 s of CPU before a rollback's first request). crystal-runbook uses only the
   client's transport and, for kubeconfigs beyond static credentials, the config loader. The
   command-line process loads those parts lazily (``importlib.util.LazyLoader``): each is
-  executed on first use, as before, and never when unused.
+  executed on first use, as before, and never when unused. The config loader's first use is
+  in ``kube.client.connect``, under its lock, so two threads never load it at once
+  (Python 3.11's LazyLoader is not safe for that).
 - End: once the command has closed the journal, released its locks and Lease and printed
   its result, the interpreter would still free every object one by one and collect the
   garbage (0.4 s after a rollback here). ``finish`` flushes stdout and stderr, runs the

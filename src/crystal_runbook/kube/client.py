@@ -3,8 +3,8 @@
 We use the official `kubernetes` client's ``ApiClient`` (auth, TLS, connection pool, and
 kubeconfig loading beyond static credentials, which ``kubeconfig`` reads faster) but not its
 generated API classes: importing `AppsV1Api` and `CoreV1Api` costs 1.2 s here, more than a
-whole `kubectl rollout undo`. Requests name the REST path and
-return the server's JSON as dicts, exactly what the server sent.
+whole `kubectl rollout undo`. Requests name the REST path and return the server's JSON as
+dicts, exactly what the server sent.
 
 - The kubeconfig is the target's `kubernetes.kubeconfig` (relative to the working directory),
   else `$KUBECONFIG`, else `~/.kube/config`; the context is the target's (else the current one).

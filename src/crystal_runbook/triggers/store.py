@@ -7,9 +7,10 @@ atomically after each evaluation. It is small (rule states and short histories),
 secrets (values and timestamps only) and is only trusted when recent (``WatchSettings``).
 
 Beside it, ``<service>.<env>.samples.json`` keeps the scrape source's latest samples of the
-series the rules read (targets named by a digest of their URL), written by `watch` and
-`health`: the next `health` or `watch --once` within the rules' ``rate()`` range has its
-earlier sample already and scrapes once instead of twice a second apart.
+series the rules read (targets named by a digest of their URL; the latest scrape and one at
+least a rate gap before it), written by `watch` and `health`: the next `health` or `watch
+--once` within the rules' ``rate()`` range has its earlier sample already and scrapes once
+instead of twice a second apart, even when it comes right after the last.
 """
 
 from __future__ import annotations
