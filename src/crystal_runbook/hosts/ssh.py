@@ -152,6 +152,21 @@ class Pool:
             self._shells[host.name] = opened
         return opened
 
+    def stop_command(self, host: Host, pid: int | None) -> bool:
+        """End the command that ran over its time on ``host`` (process group ``pid``) over a
+        new session of the host's connection; False when that could not be done."""
+        if pid is None:
+            return False
+        with self._lock:
+            conn = self._connections.get(host.name)
+        if conn is None:
+            return False
+        try:
+            session = conn.create_session()
+        except Exception:  # noqa: BLE001 - the connection broke with the command; say so
+            return False
+        return shell_mod.stop_command(session, pid)
+
     def drop(self, host: Host) -> None:
         """Forget (and close) ``host``'s shell and connection, e.g. after a failure."""
         with self._lock:
@@ -202,11 +217,18 @@ def run(
         remaining = max(1.0, timeout - (time.monotonic() - started))
         with translate(host, pool.config, timeout=timeout):
             output = found.run(command, timeout=remaining, env=env, limit=OUTPUT_LIMIT)
-    except shell_mod.ShellTimeout:
+    except shell_mod.ShellTimeout as late:
+        stopped = pool.stop_command(host, late.pid)
         pool.drop(host)
         raise errors.TemporaryActionError(
-            f"{where}: the command did not finish within {timeout:g}s",
-            hint="raise `host_timeout` of the step or look at the host",
+            f"{where}: the command did not finish within {timeout:g}s"
+            + (
+                "; it was stopped on the host"
+                if stopped
+                else "; it could not be stopped on the host and may still be running"
+            ),
+            hint="raise `host_timeout` of the step or look at the host"
+            + ("" if stopped else f" (ps -g {late.pid} there)" if late.pid else ""),
         ) from None
     except shell_mod.ShellGone:
         pool.drop(host)

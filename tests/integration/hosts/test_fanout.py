@@ -8,7 +8,9 @@ whose command outlives `host_timeout` fails alone: the others finish and are rec
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ params:
   service: {type: string, required: true}
   sleep: {type: integer, default: 1}
   slow_host: {type: string, default: none}
+  slow_sleep: {type: string, default: "120"}
   concurrency: {type: integer, default: 10}
   host_timeout: {type: string, default: 60s}
 steps:
@@ -35,7 +38,8 @@ steps:
       check: test -e "$app_root/../span"
       command: >-
         start=$(date +%s.%N);
-        if [ "$(basename "$(dirname "$app_root")")" = {{ params.slow_host }} ]; then sleep 120; fi;
+        if [ "$(basename "$(dirname "$app_root")")" = {{ params.slow_host }} ]; then
+        sleep {{ params.slow_sleep }}; fi;
         sleep {{ params.sleep }};
         echo "$start $(date +%s.%N)" > "$app_root/../span"
       export_vars: [app_root]
@@ -92,14 +96,19 @@ class TestHostTimeout:
     """A command that outlives `host_timeout` fails that host alone."""
 
     def test_slow_host_fails_after_its_timeout_and_the_others_finish(self, practice: Practice) -> None:
-        """vm2 sleeps past host_timeout 10s: it fails with its timeout named; the others changed."""
+        """vm2 sleeps past host_timeout 10s: it fails with its timeout named; the others changed.
+        Its command is stopped on the host, not left running to change it after the step failed
+        (a retry or a resume would run it a second time alongside)."""
         book = spans_runbook(practice)
+        slow_sleep = f"117.{secrets.randbelow(10**6):06d}"  # this run's sleep, to find it by
         ran = practice.cli(
             "run", "spans", "-p", "service=maia", "-p", "slow_host=vm2", "-p", "sleep=0",
-            "-p", "host_timeout=10s",
+            "-p", "host_timeout=10s", "-p", f"slow_sleep={slow_sleep}",
             "--env", "vms", "-o", "json", runbooks=book,
         )  # fmt: skip
         assert ran.returncode == 1, ran.stderr
+        still = subprocess.run(["pgrep", "-f", f"sleep {slow_sleep}"], capture_output=True, text=True, check=False)
+        assert still.returncode == 1, f"the timed-out command still runs on vm2: {still.stdout}"
         step = json.loads(ran.stdout)["steps"][0]
         assert "1 of 5 host(s) failed (vm2)" in step["error"]
         assert not (practice.host_dir("vm2") / "span").exists()
@@ -110,5 +119,8 @@ class TestHostTimeout:
             lines = [e.message for e in journal.events(json.loads(ran.stdout)["id"]) if e.kind == "progress"]
         finally:
             journal.close()
-        assert any(x.startswith("vm2") and "did not finish within 10s" in x for x in lines), lines
+        assert any(
+            x.startswith("vm2") and "did not finish within 10s; it was stopped on the host" in x
+            for x in lines
+        ), lines
         assert sum(x.split()[1:3] == ["command", "changed"] for x in lines) == 4, lines
