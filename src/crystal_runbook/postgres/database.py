@@ -62,9 +62,18 @@ def connect_kwargs(url: str) -> dict[str, object]:
 
 @contextmanager
 def translated(url: str, doing: str) -> Iterator[None]:
-    """Turn psycopg and pool errors raised inside into ``ConfigurationError``s."""
+    """Turn psycopg and pool errors raised inside into ``ConfigurationError``s; the server's
+    disk full (SQLSTATE 53100) into ``DiskFull``, as the SQLite journal's, so that a run it
+    stops ends interrupted and resumable."""
     try:
         yield
+    except psycopg.errors.DiskFull as exc:
+        raise errors.DiskFull(
+            f"{doing}: the journal database {conninfo.masked(url)} is out of disk space: "
+            f"{_reason(url, exc)}",
+            hint="free disk space on the database server; a run it stopped continues with "
+            "`crystal-runbook resume RUN_ID`",
+        ) from None
     except psycopg.OperationalError as exc:
         raise errors.ConfigurationError(
             f"{doing}: cannot reach the journal database {conninfo.masked(url)}: "
