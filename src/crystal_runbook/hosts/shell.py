@@ -147,13 +147,16 @@ class Shell:
 def stop_command(session: Any, pid: int, *, timeout: float = STOP_GRACE + 3.0) -> bool:
     """End the process group ``pid`` (a command that ran over its time) through ``session``,
     a new SSH session on the host: SIGTERM, then SIGKILL to what is left after
-    ``STOP_GRACE``. True when the host confirmed; the session is closed either way."""
+    ``STOP_GRACE``. True when the host says nothing of it is left (on a host without
+    ``setsid`` the group is the long-lived shell's: only the command's own shell is signalled,
+    and what it started may live on). The session is closed either way."""
     rounds = max(1, round(STOP_GRACE / 0.1))
+    alive = f"{{ kill -0 -- -{pid} || kill -0 {pid}; }} 2>/dev/null"
     script = (
         f"kill -TERM -- -{pid} 2>/dev/null || kill -TERM {pid} 2>/dev/null; i=0; "
-        f"while kill -0 -- -{pid} 2>/dev/null && [ $i -lt {rounds} ]; "
-        "do sleep 0.1; i=$((i+1)); done; "
-        f"kill -KILL -- -{pid} 2>/dev/null; exit 0"
+        f"while {alive} && [ $i -lt {rounds} ]; do sleep 0.1; i=$((i+1)); done; "
+        f"kill -KILL -- -{pid} 2>/dev/null || kill -KILL {pid} 2>/dev/null; sleep 0.2; "
+        f"! {alive}"
     )
     try:
         session.settimeout(timeout)
