@@ -86,15 +86,18 @@ def test_a_malformed_url_is_refused_without_echoing_it(tmp_path: Path) -> None:
 def test_a_full_database_disk_is_disk_full_with_the_password_masked() -> None:
     """SQLSTATE 53100 from the server is ``DiskFull`` (the executor then ends a run it stops
     interrupted, as with SQLite), naming the database without its password."""
+    import secrets
+
     import psycopg
 
     from crystal_runbook.postgres import database
 
-    url = "postgresql://crystal:hunter2-Secret@db.example:5432/journal"
+    password = secrets.token_hex(8)  # made fresh for each run
+    url = f"postgresql://crystal:{password}@db.example:5432/journal"
     with pytest.raises(errors.DiskFull) as caught, database.translated(url, "writing run abc"):
         raise psycopg.errors.DiskFull('could not extend file "base/1/2": No space left on device')
     message = caught.value.message
     assert message.startswith("writing run abc: the journal database ")
     assert "out of disk space: could not extend file" in message
-    assert "hunter2-Secret" not in message
+    assert password not in message
     assert "resume" in (caught.value.hint or "")

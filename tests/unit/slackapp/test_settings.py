@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ import pytest
 from crystal_runbook import errors
 from crystal_runbook.engine.secrets import Redactor
 from crystal_runbook.server.slack.settings import SlackAppSettings, read_secret
+
+# token shapes made fresh for each run (no token-like literal in the repository)
+BOT_TOKEN = f"xoxb-{secrets.token_hex(8)}"
+APP_TOKEN = f"xapp-1-{secrets.token_hex(8)}"
 
 
 class TestSecrets:
@@ -24,27 +29,27 @@ class TestSecrets:
 
     def test_secrets_read_from_files_are_hidden_and_never_shown(self, tmp_path: Path) -> None:
         """Secrets from *_FILE (not in os.environ) reach the redactor; repr() shows none."""
-        for name, value in (("signing", "s3cret-signing-value"), ("app", "xapp-1-secret-app")):
+        for name, value in (("signing", "s3cret-signing-value"), ("app", APP_TOKEN)):
             (tmp_path / name).write_text(value)
         settings = SlackAppSettings.from_env(
             {
-                "SLACK_BOT_TOKEN": "xoxb-bot-secret",
+                "SLACK_BOT_TOKEN": BOT_TOKEN,
                 "SLACK_SIGNING_SECRET_FILE": str(tmp_path / "signing"),
                 "SLACK_APP_TOKEN_FILE": str(tmp_path / "app"),
             }
         )
         assert (settings.signing_secret, settings.app_token) == (
             "s3cret-signing-value",
-            "xapp-1-secret-app",
+            APP_TOKEN,
         )
         settings.require(socket_mode=True)
         settings.require(socket_mode=False)
-        for secret in ("s3cret-signing-value", "xapp-1-secret-app", "xoxb-bot-secret"):
+        for secret in ("s3cret-signing-value", APP_TOKEN, BOT_TOKEN):
             assert secret not in repr(settings)
         redactor = Redactor({})
         settings.hide_in(redactor)
-        masked = redactor.text("sig s3cret-signing-value app xapp-1-secret-app bot xoxb-bot-secret")
-        for secret in ("s3cret-signing-value", "xapp-1-secret-app", "xoxb-bot-secret"):
+        masked = redactor.text(f"sig s3cret-signing-value app {APP_TOKEN} bot {BOT_TOKEN}")
+        for secret in ("s3cret-signing-value", APP_TOKEN, BOT_TOKEN):
             assert secret not in masked, masked
 
     def test_an_unreadable_file_is_a_configuration_error(self, tmp_path: Path) -> None:
@@ -56,7 +61,7 @@ class TestSecrets:
 def test_the_path_in_a_file_variable_is_not_hidden() -> None:
     """SLACK_SIGNING_SECRET_FILE's value is a path: errors may name it; the secret is hidden."""
     redactor = Redactor(
-        {"SLACK_SIGNING_SECRET_FILE": "/run/secrets/signing", "SLACK_BOT_TOKEN": "xoxb-bot-secret"}
+        {"SLACK_SIGNING_SECRET_FILE": "/run/secrets/signing", "SLACK_BOT_TOKEN": BOT_TOKEN}
     )
     assert redactor.text("cannot read /run/secrets/signing") == "cannot read /run/secrets/signing"
-    assert "xoxb-bot-secret" not in redactor.text("token xoxb-bot-secret")
+    assert BOT_TOKEN not in redactor.text(f"token {BOT_TOKEN}")
