@@ -10,16 +10,16 @@ keeps hundreds of rounds within the suite's time bound on two loaded cores.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +29,7 @@ from typing import Any
 from crystal_runbook import sandbox
 from tests import secretscan
 from tests.conftest import REPO
+from tests.polling import wait_for
 
 BIN = Path(sys.executable).parent
 CONSOLE_SCRIPT = BIN / "crystal-runbook"
@@ -48,15 +49,8 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def wait_until(check: Callable[[], Any], timeout: float, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
+wait_until = functools.partial(wait_for, interval=0.02)
+"""``tests.polling.wait_for``, polled every 20 ms (kill moments follow the journal closely)."""
 
 
 # -- the cluster --------------------------------------------------------------------------------

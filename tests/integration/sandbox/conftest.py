@@ -8,19 +8,20 @@ or a controller raised, or if a sandbox thread outlived ``stop()``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from crystal_runbook import sandbox
+from tests import polling
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
 READY_DELAY = 0.1
@@ -98,13 +99,5 @@ def k8s(sb: sandbox.Sandbox) -> Iterator[Any]:
         api_client.close()
 
 
-def wait_for(check: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``check`` (a test-side helper, not the product's) until it returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+wait_for = functools.partial(polling.wait_for, timeout=10.0, interval=0.02)
+"""``tests.polling.wait_for`` with the sandbox tests' defaults (10 s, every 20 ms)."""

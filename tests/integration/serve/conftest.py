@@ -17,7 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +29,7 @@ import pytest
 from crystal_runbook import sandbox, service
 from crystal_runbook.engine import journal as journal_mod
 from tests.conftest import REPO, fresh_postgres_journal
+from tests.polling import wait_for
 from tests.postgres import Postgres
 
 BIN = Path(sys.executable).parent
@@ -38,19 +39,6 @@ SCHEDULER_LEASE = "crystal-runbook-serve-scheduler"
 WATCH_LEASE = "crystal-runbook-serve-watch-maia-sandbox"
 BAD_IMAGE = "registry.local/maia:1.5.1-bad"
 GOOD_IMAGE = "registry.local/maia:1.5.0"
-
-
-def wait_for(
-    check: Callable[[], Any], timeout: float, what: str, detail: Callable[[], str] = str
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{detail()}")
-        time.sleep(0.05)
 
 
 def slot_ago(minutes: float) -> str:

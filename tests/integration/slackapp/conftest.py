@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from crystal_runbook.testing.slack_requests import SlackAppClient
 from crystal_runbook.testing.slack_server import SlackServer
 from tests.conftest import REPO
 from tests.integration.kube.conftest import Cluster
+from tests.polling import wait_for
 
 BIN = Path(sys.executable).parent
 SECRET = "crystal-test-signing-secret-0123456789"  # noqa: S105 - a fake for tests
@@ -44,17 +45,6 @@ environments:
     allow:
       - {{commands: [rollback, status, runs], users: [{ALICE}], usergroups: [S0ONCALL], channels: [{CHANNEL}]}}
 """
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Stack:
